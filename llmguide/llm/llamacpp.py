@@ -1,0 +1,201 @@
+"""``ChatLlamaCpp``: a LangChain chat model over an in-process ``llama_cpp.Llama``.
+
+Why our own: the community integration is deprecated, and we need three
+things it does not give together: one shared ``Llama`` per process (loading
+is the slow part and llama.cpp's prefix cache lives in it), a lock (one
+``Llama`` is not thread-safe), and JSON-schema constrained decoding exposed
+through ``response_format`` so every structured answer parses.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from llmguide.errors import ModelFileError
+
+__all__ = ["ChatLlamaCpp", "get_llama", "gpu_offload_supported"]
+
+_POOL: dict[tuple, tuple[Any, threading.Lock]] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def gpu_offload_supported() -> bool:
+    """True when this llama-cpp-python build can offload layers to a GPU."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def get_llama(
+    model_path: str,
+    *,
+    n_ctx: int = 4096,
+    n_gpu_layers: int = 0,
+    n_threads: int | None = None,
+    seed: int = 0,
+    n_batch: int = 512,
+) -> tuple[Any, threading.Lock]:
+    """Load (once per process and settings) a ``Llama`` and the lock that guards it."""
+    path = Path(model_path).expanduser()
+    key = (str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed, n_batch, os.getpid())
+    with _POOL_LOCK:
+        if key in _POOL:
+            return _POOL[key]
+        if not path.is_file():
+            raise ModelFileError(
+                f"GGUF model file not found: {path}. Check the path in your `gguf:PATH` spec, "
+                "or use the embedded model with `smollm2`."
+            )
+        import llama_cpp
+
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                n_threads=n_threads,
+                seed=seed,
+                n_batch=n_batch,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as err:
+            raise ModelFileError(
+                f"llama.cpp could not load {path} ({err}). Is it a complete GGUF file? "
+                "Re-download or re-convert it, or pick another with `gguf:PATH`."
+            ) from err
+        _POOL[key] = (llama, threading.Lock())
+        return _POOL[key]
+
+
+def _to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+    out = []
+    for m in messages:
+        content = m.content
+        if isinstance(content, list):  # content parts -> plain text
+            content = "".join(p if isinstance(p, str) else p.get("text", "") for p in content)
+        out.append({"role": roles.get(m.type, "user"), "content": content})
+    return out
+
+
+class ChatLlamaCpp(BaseChatModel):
+    """Chat model on a local GGUF file via llama-cpp-python.
+
+    Constrained decoding: pass ``response_format={"type": "json_object",
+    "schema": {...}}`` (``llmguide.llm.structured`` does this for you).
+
+    >>> from llmguide.llm import load
+    >>> llm = load("smollm2")                      # doctest: +SKIP
+    >>> llm.invoke("Say hi").content               # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_path: str
+    model_name: str = Field(default="", description="Short name used in cache keys and logs.")
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0
+    n_threads: int | None = None
+    n_batch: int = 512
+    seed: int = 0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    _fingerprint: str = PrivateAttr(default="")
+
+    def model_post_init(self, __context: Any) -> None:
+        path = Path(self.model_path)
+        if not self.model_name:
+            self.model_name = path.stem
+        st = path.stat() if path.exists() else None
+        # Identity in cache keys: name + size + mtime, so a replaced file misses.
+        self._fingerprint = f"{path.name}:{st.st_size}:{int(st.st_mtime)}" if st else path.name
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "file": self._fingerprint,
+            "n_ctx": self.n_ctx,
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+        }
+
+    def _llama(self) -> tuple[Any, threading.Lock]:
+        return get_llama(
+            self.model_path,
+            n_ctx=self.n_ctx,
+            n_gpu_layers=self.n_gpu_layers,
+            n_threads=self.n_threads,
+            seed=self.seed,
+            n_batch=self.n_batch,
+        )
+
+    def _call_args(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> dict:
+        args: dict[str, Any] = {
+            "messages": _to_openai_messages(messages),
+            "temperature": kwargs.pop("temperature", self.temperature),
+            "top_p": kwargs.pop("top_p", self.top_p),
+            "max_tokens": kwargs.pop("max_tokens", self.max_tokens),
+            "seed": kwargs.pop("seed", self.seed),
+            "stop": stop,
+        }
+        if "response_format" in kwargs:
+            args["response_format"] = kwargs.pop("response_format")
+        return args
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        llama, lock = self._llama()
+        with lock:
+            out = llama.create_chat_completion(**self._call_args(messages, stop, **kwargs))
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        message = AIMessage(
+            content=choice["message"].get("content") or "",
+            usage_metadata={
+                "input_tokens": usage.get("prompt_tokens", 0),
+                "output_tokens": usage.get("completion_tokens", 0),
+                "total_tokens": usage.get("total_tokens", 0),
+            },
+            response_metadata={"finish_reason": choice.get("finish_reason"), "model": self.model_name},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        llama, lock = self._llama()
+        with lock:
+            for part in llama.create_chat_completion(stream=True, **self._call_args(messages, stop, **kwargs)):
+                delta = part["choices"][0].get("delta", {}).get("content")
+                if not delta:
+                    continue
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(delta, chunk=chunk)
+                yield chunk

@@ -1,0 +1,142 @@
+"""Usage accounting for every LLM call in a process: calls, cache hits,
+tokens, latency percentiles and explicit fallbacks.
+
+One ``UsageMeter`` per process (``METER``) is attached as a LangChain
+callback to every model that ``llmguide.llm.load`` returns, so the OpenAI and
+llama.cpp backends are counted the same way. Runs call ``METER.reset()`` at
+the start and write ``METER.snapshot()`` into their metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import LLMResult
+
+from llmguide.llm.cache import CACHE_HIT_KEY
+
+__all__ = ["UsageMeter", "UsageSnapshot", "METER"]
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """Counters since the last reset; latency is over non-cached calls only."""
+
+    calls: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms_p50: float
+    latency_ms_p95: float
+    latency_ms_mean: float
+    errors: int
+    retries: int
+    fallbacks: int
+    fallback_reasons: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class UsageMeter(BaseCallbackHandler):
+    """LangChain callback that counts calls, tokens and latency (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._starts: dict[UUID, float] = {}
+            self.calls = 0
+            self.cache_hits = 0
+            self.prompt_tokens = 0
+            self.completion_tokens = 0
+            self.latencies_ms: list[float] = []
+            self.errors = 0
+            self.retries = 0
+            self.fallbacks: Counter[str] = Counter()
+
+    # -- LangChain hooks --------------------------------------------------
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kw: Any) -> None:
+        with self._lock:
+            self._starts[run_id] = time.perf_counter()
+
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, **kw: Any) -> None:
+        with self._lock:
+            self._starts[run_id] = time.perf_counter()
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kw: Any) -> None:
+        elapsed_ms = (time.perf_counter() - self._starts.pop(run_id, time.perf_counter())) * 1e3
+        hit, prompt_t, completion_t = False, 0, 0
+        for gens in response.generations:
+            for gen in gens:
+                message = getattr(gen, "message", None)
+                if message is None:
+                    continue
+                hit = hit or bool(message.response_metadata.get(CACHE_HIT_KEY))
+                usage = getattr(message, "usage_metadata", None) or {}
+                prompt_t += int(usage.get("input_tokens", 0))
+                completion_t += int(usage.get("output_tokens", 0))
+        with self._lock:
+            self.calls += 1
+            if hit:
+                self.cache_hits += 1
+                return
+            self.prompt_tokens += prompt_t
+            self.completion_tokens += completion_t
+            self.latencies_ms.append(elapsed_ms)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kw: Any) -> None:
+        with self._lock:
+            self._starts.pop(run_id, None)
+            self.errors += 1
+
+    # -- explicit bookkeeping from llmguide.llm.structured ----------------
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def count_fallback(self, reason: str) -> None:
+        with self._lock:
+            self.fallbacks[reason] += 1
+
+    def snapshot(self) -> UsageSnapshot:
+        with self._lock:
+            lat = np.asarray(self.latencies_ms, dtype=float)
+            pct = (lambda q: float(np.percentile(lat, q))) if lat.size else (lambda q: 0.0)
+            return UsageSnapshot(
+                calls=self.calls,
+                cache_hits=self.cache_hits,
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                latency_ms_p50=pct(50),
+                latency_ms_p95=pct(95),
+                latency_ms_mean=float(lat.mean()) if lat.size else 0.0,
+                errors=self.errors,
+                retries=self.retries,
+                fallbacks=sum(self.fallbacks.values()),
+                fallback_reasons=dict(self.fallbacks),
+            )
+
+    def __deepcopy__(self, memo: dict) -> "UsageMeter":
+        # Models are copied by LangChain (``bind``, ``with_config``); the meter is shared.
+        return self
+
+    def __reduce__(self) -> tuple:
+        # Pickled into a subprocess (SubprocVecEnv), it becomes that process's meter.
+        return (_process_meter, ())
+
+
+def _process_meter() -> UsageMeter:
+    return METER
+
+
+METER = UsageMeter()

@@ -1,0 +1,130 @@
+"""``llmguide serve``: llama-cpp-python's OpenAI-compatible server, made tolerant.
+
+We run llama-cpp-python's own server app (not a reimplementation) and put one
+small ASGI middleware in front of it that normalises two things real clients
+send and that server rejects or ignores:
+
+* message ``content`` given as a list of text parts (the official ``openai``
+  client and LangChain do this) -> one string;
+* ``response_format: {"type": "json_schema", "json_schema": {"schema": S}}``
+  (OpenAI structured outputs, what ``openai:`` specs send) -> the server's
+  ``{"type": "json_object", "schema": S}``, which it compiles to a grammar.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from llmguide.errors import ModelFileError
+
+__all__ = ["normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+def _flatten(content: Any) -> Any:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return content
+
+
+def normalize_chat_request(body: dict[str, Any]) -> dict[str, Any]:
+    """Return a chat-completion request the llama-cpp-python server accepts."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        body["messages"] = [
+            dict(m, content=_flatten(m.get("content"))) if isinstance(m, dict) else m for m in messages
+        ]
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        body["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
+    return body
+
+
+class OpenAICompatMiddleware:
+    """Pure-ASGI middleware that rewrites chat-completion request bodies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].endswith("/chat/completions"):
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            body = json.dumps(normalize_chat_request(json.loads(body))).encode()
+        except (ValueError, AttributeError):
+            pass  # malformed JSON: let the server answer with its own 4xx
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app(dict(scope, headers=headers), replay, send)
+
+
+def resolve_model_path(model: str) -> Path:
+    """``smollm2``, ``gguf:PATH`` or a plain path -> an existing GGUF file."""
+    from llmguide.llm import parse_spec
+
+    spec = parse_spec(model if model == "smollm2" or ":" in model else f"gguf:{model}")
+    path = Path(spec.model).expanduser()
+    if spec.kind != "gguf" or not path.is_file():
+        raise ModelFileError(f"Cannot serve {model!r}: no GGUF file at {path}. Pass `smollm2` or a .gguf path.")
+    return path
+
+
+def create_server_app(
+    model: str = "smollm2",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    n_gpu_layers: int = 0,
+    n_ctx: int = 4096,
+    model_alias: str | None = None,
+) -> Any:
+    """Build the ASGI app: llama-cpp-python's server wrapped in our middleware."""
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    path = resolve_model_path(model)
+    alias = model_alias or ("smollm2" if model == "smollm2" else path.stem)
+    app = create_app(
+        server_settings=ServerSettings(host=host, port=port),
+        model_settings=[
+            ModelSettings(model=str(path), model_alias=alias, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, verbose=False)
+        ],
+    )
+    app.add_middleware(OpenAICompatMiddleware)
+    return app
+
+
+def run_server(
+    model: str = "smollm2",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    n_gpu_layers: int = 0,
+    n_ctx: int = 4096,
+    model_alias: str | None = None,
+) -> None:
+    """Serve until interrupted. Clients: ``openai:ALIAS@http://HOST:PORT/v1``."""
+    import uvicorn
+
+    app = create_server_app(model, host=host, port=port, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, model_alias=model_alias)
+    print(f"llmguide serve: {model} on http://{host}:{port}/v1 (n_gpu_layers={n_gpu_layers})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

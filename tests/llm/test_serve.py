@@ -1,0 +1,90 @@
+"""`llmguide serve`: a real server process, the official openai client, our `openai:` spec."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmguide.llm import choose, load
+from llmguide.serve import normalize_chat_request
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    port = _free_port()
+    cli = Path(sys.executable).with_name("llmguide")
+    proc = subprocess.Popen(
+        [str(cli), "serve", "--model", "smollm2", "--port", str(port), "--n-ctx", "2048"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited early:\n{proc.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("server did not start within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert proc.returncode is not None
+
+
+def test_official_client_with_content_parts(server_url: str) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=server_url, api_key="none")
+    reply = client.chat.completions.create(
+        model="smollm2",
+        messages=[
+            {"role": "system", "content": [{"type": "text", "text": "You are terse."}]},
+            {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
+        ],
+        max_tokens=16,
+        temperature=0,
+    )
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.completion_tokens > 0
+
+
+def test_openai_spec_choose_is_constrained(server_url: str) -> None:
+    llm = load(f"openai:smollm2@{server_url}", cache=False)
+    options = ["north", "south", "east", "west"]
+    for prompt in ["Where is the sun at noon?", "Say something unrelated.", "Pick a direction."]:
+        assert choose(llm, prompt, options) in options
+
+
+def test_server_stops_cleanly_and_port_is_released(server_url: str) -> None:
+    assert httpx.get(f"{server_url}/models", timeout=5).json()["data"][0]["id"] == "smollm2"
+
+
+def test_normalize_chat_request() -> None:
+    body = {
+        "messages": [{"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+    }
+    out = normalize_chat_request(body)
+    assert out["messages"][0]["content"] == "ab"
+    assert out["response_format"] == {"type": "json_object", "schema": {"type": "object"}}

@@ -1,0 +1,48 @@
+"""The console script: one readable line for user errors, exit code 2."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from llmguide.cli import app
+
+runner = CliRunner()
+
+
+def test_models_lists_backends() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "smollm2" in result.output and "gguf:PATH" in result.output
+
+
+def test_ask_embedded_model() -> None:
+    result = runner.invoke(app, ["ask", "smollm2", "Name a fruit.", "--max-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
+
+
+def test_bad_spec_is_one_clear_line() -> None:
+    result = runner.invoke(app, ["ask", "llama3", "hi"])
+    assert result.exit_code == 2
+    assert "Unknown model spec 'llama3'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_model_file_for_serve(tmp_path) -> None:
+    result = runner.invoke(app, ["serve", "--model", str(tmp_path / "x.gguf")])
+    assert result.exit_code == 2 and "no GGUF file" in result.output
+
+
+def test_cache_stats_and_clear(tmp_path) -> None:
+    path = tmp_path / "c.sqlite"
+    assert runner.invoke(app, ["cache", "stats", "--path", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["cache", "clear", "--path", str(path)])
+    assert result.exit_code == 0 and "removed" in result.output
+    assert not path.exists()
+
+
+def test_corrupt_cache_message(tmp_path) -> None:
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(b"garbage" * 200)
+    result = runner.invoke(app, ["cache", "stats", "--path", str(path)])
+    assert result.exit_code == 2 and "llmguide cache clear" in result.output
