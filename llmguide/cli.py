@@ -112,7 +112,7 @@ def serve(
 @serve_app.command("annotator")
 @friendly
 def serve_annotator(
-    llm: str = typer.Option("smollm2", help="LLM spec that labels captions: smollm2, gguf:PATH, openai:MODEL[@URL]."),
+    llm: str = typer.Option("smollm2", help="LLM spec that labels captions: smollm2, gguf:PATH, openai:MODEL or openai:MODEL@URL."),
     db: Path = typer.Option(Path("oni_labels.sqlite"), help="SQLite label store (created if missing; survives restarts)."),
     host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
     port: int = typer.Option(8765, help="TCP port."),
@@ -161,8 +161,9 @@ def envs() -> None:
 
     rows = list_envs()
     table = Table(title="Environments")
-    for col in ("id", "family", "description"):
-        table.add_column(col)
+    table.add_column("id", no_wrap=True)
+    table.add_column("family")
+    table.add_column("description")
     for row in rows:
         table.add_row(str(row.get("id")), str(row.get("family", "")), str(row.get("description", "")))
     console.print(table)
@@ -322,6 +323,32 @@ def eval_run(
     out = getattr(importlib.import_module(module), name)(run_dir, episodes=episodes, deterministic=deterministic)
     write_json(run_dir / "eval.json", out)
     _print_metrics(out, title=f"eval · {run_dir.name} · {episodes} episodes, no teacher")
+
+
+# -- memory (memory/cli.py: stats, export, import, clear) ---------------------
+from llmguide.memory.cli import memory_app  # noqa: E402  (light: chromadb loads when a command runs)
+
+app.add_typer(memory_app, name="memory")
+
+
+# -- report (llmguide/report.py) ------------------------------------------------
+@app.command()
+@friendly
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Run dirs (or folders of run dirs) to compare."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: next to the runs)."),
+) -> None:
+    """Compare runs of any methods: report.md (table) + PNG plots (curves, final scores, LLM cost)."""
+    from llmguide.report import compare
+
+    result = compare(run_dirs, out)
+    table = Table(title=f"{len(result.runs)} run(s)")
+    for col in result.rows[0]:
+        table.add_column(str(col))
+    for row in result.rows:
+        table.add_row(*[str(v) for v in row.values()])
+    console.print(table)
+    console.print(f"report: {result.path}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -24,6 +24,9 @@ RUNNERS: dict[str, str] = {
     "subgoal": "llmguide.experiment:run_subgoal_config",
     "spring": "llmguide.agents.spring:run_spring_config",
     "oni": "llmguide.teachers.oni.runner:run_oni_config",
+    "dilu": "llmguide.agents.dilu:run_dilu_config",
+    "scienceworld": "llmguide.agents.scienceworld:run_scienceworld_config",
+    "rladapter": "llmguide.agents.rladapter:run_rladapter_config",
 }
 
 

@@ -1,0 +1,130 @@
+"""Start and stop the annotator as a real separate process on a free loopback port.
+
+Exports ``AnnotatorProcess``, ``start_annotator`` and ``free_port``.
+
+A run that is given no annotator URL starts one with ``start_annotator`` and
+stops it at the end (``with start_annotator(...) as proc:``). The child is
+``python -m llmguide.teachers.oni.server``, so it has its own interpreter,
+GIL and LLM — the learner's process never runs the LLM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmguide.errors import BackendUnavailableError
+
+__all__ = ["AnnotatorProcess", "free_port", "start_annotator"]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AnnotatorProcess:
+    """A running annotator child process; ``url`` is its base URL."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, log_path: Path, args: list[str]) -> None:
+        self.proc, self.url, self.log_path, self.args = proc, url, log_path, args
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/stats", timeout=timeout).json()
+
+    def kill(self) -> None:
+        """SIGKILL, no cleanup: what a crash looks like (fault tests)."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM (uvicorn shuts down cleanly), then SIGKILL after ``timeout``; returns the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def __enter__(self) -> AnnotatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def start_annotator(
+    llm: str = "smollm2",
+    db: str | Path | None = None,
+    *,
+    port: int | None = None,
+    startup_timeout: float = 120.0,
+    nice: int = 0,
+    log_path: str | Path | None = None,
+    **settings: Any,
+) -> AnnotatorProcess:
+    """Spawn ``python -m llmguide.teachers.oni.server`` and wait until ``/health`` answers.
+
+    ``settings`` are ``AnnotatorSettings`` fields (``queue_size``, ``batch_size``,
+    ``prefs_per_batch``, ``threads``, ...). ``nice`` lowers the child's CPU
+    priority so that, on a small machine, the learner keeps its speed.
+    Raises ``BackendUnavailableError`` (with the child's log tail) if it does
+    not come up in time.
+    """
+    port = port or free_port()
+    db = Path(db) if db is not None else Path(tempfile.mkdtemp(prefix="oni-")) / "labels.sqlite"
+    log_path = Path(log_path) if log_path is not None else Path(db).with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "llmguide.teachers.oni.server", "--llm", llm, "--db", str(db), "--port", str(port),
+            "--parent-pid", str(os.getpid())]
+    for key, value in settings.items():
+        if value is not None:
+            args += ["--" + key.replace("_", "-"), str(value)]
+    log = open(log_path, "ab")
+    preexec = (lambda: os.nice(nice)) if nice else None
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()
+    handle = AnnotatorProcess(proc, f"http://127.0.0.1:{port}", log_path, args)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackendUnavailableError(
+                f"The ONI annotator exited at start (code {proc.returncode}): {handle.log_tail(600).strip()}"
+            )
+        try:
+            if httpx.get(f"{handle.url}/health", timeout=1.0).status_code == 200:
+                return handle
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    handle.stop(5)
+    raise BackendUnavailableError(
+        f"The ONI annotator did not answer /health within {startup_timeout:.0f} s; see its log {log_path}."
+    )

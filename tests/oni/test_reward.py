@@ -1,0 +1,102 @@
+"""The three intrinsic reward models: exact retrieval, a classifier that generalises, Bradley-Terry ranking."""
+
+from __future__ import annotations
+
+import time
+import zlib
+
+import numpy as np
+import pytest
+from llmguide.teachers.oni.reward import ClassifierReward, HashReward, RankingReward, make_reward_model
+
+from llmguide.errors import ConfigError
+
+
+class BagOfWords:
+    """A tiny deterministic embedder (hashed words), so logic tests need no MiniLM."""
+
+    dim = 64
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().replace("!", "").replace(".", "").split():
+                out[i, zlib.crc32(word.encode()) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+
+
+LABELS = [
+    {"text": "You kill the newt!", "helpful": True},
+    {"text": "You kill the jackal!", "helpful": True},
+    {"text": "You see here 7 gold pieces.", "helpful": True},
+    {"text": "It's a wall.", "helpful": False},
+    {"text": "It's solid stone.", "helpful": False},
+    {"text": "You are hungry.", "helpful": False},
+]
+
+
+def test_hash_reward_is_exact_retrieval() -> None:
+    model = HashReward()
+    model.update(LABELS)
+    assert model.reward(["You kill the newt!", "It's a wall.", "You kill the rat!", ""]).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert model.stats() == {"labels": 6, "helpful": 3}
+
+
+def test_classifier_generalises_to_unseen_captions() -> None:
+    model = ClassifierReward(embedder=BagOfWords(), background=False)
+    model.update(LABELS)
+    unseen = ["You kill the rat!", "It's a wall of stone."]
+    before = model.reward(unseen)  # not embedded yet: 0, and queued for the background step
+    assert before.tolist() == [0.0, 0.0]
+    model.step()
+    after = model.reward(unseen)
+    assert after[0] > 0.5 > after[1]
+    assert model.reward(["You kill the newt!"])[0] > 0.5 and model.fits == 1
+
+
+def test_ranking_fits_preferences_bradley_terry() -> None:
+    model = RankingReward(embedder=BagOfWords(), background=False, label_pairs=0, min_labels=1)
+    prefs = [{"a": "You kill the newt!", "b": "It's a wall.", "a_wins": True},
+             {"a": "You are hungry.", "b": "You see here 7 gold pieces.", "a_wins": False},
+             {"a": "You kill the jackal!", "b": "It's solid stone.", "a_wins": True}]
+    model.update(LABELS, prefs)
+    model.step()
+    good, bad = model.reward(["You kill the jackal!", "It's solid stone."])
+    assert good > bad and 0.0 <= bad <= good <= 1.0
+
+
+def test_background_thread_never_blocks_reward() -> None:
+    class SlowEmbedder(BagOfWords):
+        def encode(self, texts):
+            time.sleep(0.5)
+            return super().encode(texts)
+
+    model = ClassifierReward(embedder=SlowEmbedder(), refit_every_s=0.0)
+    try:
+        model.update(LABELS)
+        t0 = time.perf_counter()
+        for _ in range(100):
+            model.reward(["You kill the rat!"])
+        assert time.perf_counter() - t0 < 0.2  # lookups only, while the embedder sleeps
+        deadline = time.monotonic() + 10
+        while model.reward(["You kill the rat!"])[0] == 0.0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert model.reward(["You kill the rat!"])[0] > 0.5
+    finally:
+        model.close()
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ConfigError, match="hash, classifier, ranking"):
+        make_reward_model("motif")
+
+
+@pytest.mark.slow
+def test_classifier_on_real_minilm_embeddings() -> None:
+    model = ClassifierReward(background=False)  # the shipped all-MiniLM-L6-v2
+    model.update(LABELS)
+    model.step()
+    model.reward(["You kill the grid bug!", "It's a solid stone wall."])
+    model.step()
+    kill, wall = model.reward(["You kill the grid bug!", "It's a solid stone wall."])
+    assert kill > wall
