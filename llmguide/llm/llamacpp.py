@@ -22,6 +22,12 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from llmguide.errors import ModelFileError
 
+# llama.cpp's OpenMP threads busy-wait by default: on a loaded 2-core machine
+# (SB3 workers, an annotator process) a 9-token call then took 25 s instead of
+# ~1 s. Passive waiting costs nothing measurable when the machine is idle.
+# Must be set before llama_cpp (and its OpenMP runtime) is first loaded.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __all__ = ["ChatLlamaCpp", "get_llama", "gpu_offload_supported"]
 
 _POOL: dict[tuple, tuple[Any, threading.Lock]] = {}

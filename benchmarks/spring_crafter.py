@@ -1,0 +1,170 @@
+"""SPRING on Crafter vs. a random agent and SB3 PPO: Crafter score, reward, cost per step.
+
+Every agent runs through the shared evaluation loop (``evaluate_crafter``) on
+the same seeds and the same step cap, so the figures are comparable; the
+Crafter score is the paper's geometric mean over the 22 achievements.
+
+    python benchmarks/spring_crafter.py                       # everything, CPU budget
+    python benchmarks/spring_crafter.py --agents random ppo   # only some agents
+    python benchmarks/spring_crafter.py --large-llm gguf:/models/qwen2.5-7b-instruct-q4_k_m.gguf
+
+Results are merged into ``benchmarks/results/spring_crafter.json`` (one entry
+per agent, so agents can run in separate processes). An agent that cannot run
+(no larger model given) is recorded with ``status: "not run"`` and the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Threads that sleep instead of spinning: on a shared CPU llama.cpp's OpenMP
+# workers otherwise burn the cores other processes need (measured: 25 s -> 1 s
+# per prefix-cached call under load). Must be set before llama_cpp is loaded.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "spring_crafter.json"
+REFERENCE = {
+    "spring_gpt4_paper": {"crafter_score": 27.3, "reward": 12.3, "note": "SPRING paper, GPT-4, full episodes"},
+    "ppo_1m_paper": {"crafter_score": 4.6, "note": "Crafter/SPRING papers, PPO after 1M env steps"},
+    "dreamerv3_1m_paper": {"crafter_score": 14.5, "note": "DreamerV3 after 1M env steps"},
+}
+
+
+def _env(size: int | None = None, text: bool = True):
+    from llmguide.envs import make
+
+    kwargs = {"size": (size, size)} if size else {}
+    return make("llmguide/Crafter-v0", text=text, **kwargs)
+
+
+def run_random(args: argparse.Namespace) -> dict[str, Any]:
+    from llmguide.agents.loop import RandomAgent
+    from llmguide.agents.spring import evaluate_crafter
+
+    env = _env()
+    _, metrics = evaluate_crafter(RandomAgent(env.action_space, seed=args.seed), env, args.rl_episodes,
+                                  seed=args.seed, max_steps=args.max_steps, desc="random")
+    env.close()
+    return metrics
+
+
+def run_ppo(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from llmguide.agents.loop import PolicyAgent
+    from llmguide.agents.spring import evaluate_crafter
+    from stable_baselines3 import PPO
+
+    torch.set_num_threads(1)
+    train_env = _env(args.ppo_size, text=False)
+    model = PPO("CnnPolicy", train_env, n_steps=512, batch_size=128, n_epochs=3, learning_rate=3e-4,
+                ent_coef=0.01, seed=args.seed, verbose=0, device="cpu")
+    start = time.perf_counter()
+    model.learn(args.ppo_steps, progress_bar=False)
+    train_seconds = time.perf_counter() - start
+    train_env.close()
+    env = _env(args.ppo_size, text=True)
+    # Stochastic actions: a deterministic Crafter policy walks into walls forever.
+    _, metrics = evaluate_crafter(PolicyAgent(model, deterministic=False), env, args.rl_episodes,
+                                  seed=args.seed, max_steps=args.max_steps, desc="ppo")
+    env.close()
+    metrics.update(train_steps=args.ppo_steps, train_seconds=round(train_seconds, 1),
+                   policy=f"CnnPolicy on {args.ppo_size}x{args.ppo_size} RGB, n_steps=512, batch 128, 3 epochs")
+    return metrics
+
+
+def run_spring(args: argparse.Namespace, llm: str) -> dict[str, Any]:
+    from llmguide.agents.spring import SpringAgent, evaluate_crafter
+
+    from llmguide.llm import METER
+
+    env = _env()
+    log_dir = Path(args.log_dir) / llm.replace(":", "_").replace("/", "_")
+    agent = SpringAgent(llm=llm, log_dir=log_dir, max_tokens=args.max_tokens, n_ctx=4096)
+    METER.reset()
+    _, metrics = evaluate_crafter(agent, env, args.llm_episodes, seed=args.seed, max_steps=args.max_steps,
+                                  desc=f"spring[{llm}]")
+    env.close()
+    usage = METER.snapshot().as_dict()
+    metrics.update(llm=llm, dag_nodes=len(agent.dag.nodes), logs=str(log_dir),
+                   latency_ms_p50=usage.get("latency_ms_p50"), fallback_reasons=usage.get("fallback_reasons"))
+    return metrics
+
+
+def merge_result(out: Path, name: str, metrics: dict[str, Any], args: argparse.Namespace) -> None:
+    from llmguide.rundir import read_json, write_json
+
+    data = read_json(out) if out.is_file() else {}
+    data.setdefault("agents", {})[name] = metrics
+    data["reference"] = REFERENCE
+    data["machine"] = f"{os.cpu_count()}-core CPU, no GPU ({platform.machine()})"
+    data["date"] = time.strftime("%Y-%m-%d")
+    data.setdefault("commands", {})[name] = "python " + " ".join(sys.argv)
+    data["settings"] = {
+        "env": "llmguide/Crafter-v0", "max_steps": args.max_steps, "seed": args.seed,
+        "rl_episodes": args.rl_episodes, "llm_episodes": args.llm_episodes, "ppo_steps": args.ppo_steps,
+        "spring_max_tokens": args.max_tokens, "dag": "configs/spring_dag.yaml", "context": "manual (crafter data.yaml)",
+    }
+    write_json(out, data)
+
+
+def table(data: dict[str, Any]) -> str:
+    """The RESULTS.md table for a results file."""
+    rows = ["| agent | episodes x cap | Crafter score (%) | reward | LLM calls/step | tokens/step (in/out) | s/step | invalid actions |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, m in data.get("agents", {}).items():
+        if m.get("status") == "not run":
+            rows.append(f"| {name} | not run: {m['reason']} | | | | | | |")
+            continue
+        rows.append(
+            f"| {name} | {m['episodes']} x {m['max_steps']} | {m['crafter_score']:.2f} | {m['reward']:.2f} | "
+            f"{m['llm_calls_per_step']:.1f} | {m['prompt_tokens_per_step']:.0f} / {m['completion_tokens_per_step']:.0f} | "
+            f"{m['seconds_per_step']:.2f} | {m['invalid_actions']} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agents", nargs="+", default=["random", "ppo", "spring", "spring_large"],
+                   choices=["random", "ppo", "spring", "spring_large"])
+    p.add_argument("--max-steps", type=int, default=20, help="step cap per episode, same for every agent")
+    p.add_argument("--rl-episodes", type=int, default=5, help="episodes for random and PPO")
+    p.add_argument("--llm-episodes", type=int, default=1, help="episodes for SPRING")
+    p.add_argument("--ppo-steps", type=int, default=5_000)
+    p.add_argument("--ppo-size", type=int, default=36, help="PPO image side (Crafter renders at this size)")
+    p.add_argument("--llm", default="smollm2")
+    p.add_argument("--large-llm", default=os.environ.get("LLMGUIDE_LARGE_LLM"),
+                   help="a larger model spec (gguf:PATH or openai:MODEL@URL); skipped when absent")
+    p.add_argument("--max-tokens", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-dir", default=str(ROOT / "runs" / "spring_crafter_bench"))
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = p.parse_args(argv)
+    for name in args.agents:
+        if name == "random":
+            metrics = run_random(args)
+        elif name == "ppo":
+            metrics = run_ppo(args)
+        elif name == "spring":
+            metrics = run_spring(args, args.llm)
+            name = f"spring_{args.llm.split(':')[0]}"
+        elif args.large_llm:
+            metrics = run_spring(args, args.large_llm)
+        else:
+            metrics = {"status": "not run", "reason": "no larger model on this machine (pass --large-llm gguf:PATH or openai:MODEL@URL)"}
+        merge_result(args.out, name, metrics, args)
+        print(f"{name}: " + ", ".join(f"{k}={metrics[k]}" for k in ("crafter_score", "reward", "invalid_actions") if k in metrics), flush=True)
+    from llmguide.rundir import read_json
+
+    print(table(read_json(args.out)))
+
+
+if __name__ == "__main__":
+    main()
