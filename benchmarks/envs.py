@@ -21,11 +21,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-# Run as a file, this folder is sys.path[0]; sibling scripts (scienceworld.py)
-# would shadow the env packages of the same name.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import numpy as np
 from llmguide.envs import make
 
