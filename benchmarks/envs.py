@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
