@@ -9,8 +9,9 @@ ScienceWorld agent act from ``info["text"]``; a trained SB3 policy acts from
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from llmguide.llm.usage import METER
 
-__all__ = ["Agent", "PolicyAgent", "RandomAgent", "EpisodeRecord", "run_episodes", "summarize"]
+__all__ = ["Agent", "EpisodeRecord", "PolicyAgent", "RandomAgent", "run_episodes", "summarize"]
 
 
 @runtime_checkable

@@ -1,0 +1,550 @@
+"""Subgoals, teacher protocol and grid helpers: exports `Subgoal`, `Target`, `Proposal`,
+`Teacher`, `TeacherCache`, `layout_targets`, `plan_next`, `parse_instruction`.
+
+A teacher looks at a MiniGrid env (its grid and the language view's `info`)
+and proposes the next `Subgoal`. A subgoal carries its own achievement test,
+so the reward wrapper never needs to know which teacher made it.
+
+Subgoal kinds (Words as Beacons):
+- ``positional``: a target cell, given relative to the agent and stored as an
+  absolute cell; achieved when the agent stands on it.
+- ``object``: an (object type, colour) pair present in the layout; achieved
+  when the agent interacts with it: picks up a key/ball/box, opens a door,
+  reaches the goal (the language view's `events`).
+- ``language``: free text. The documented rule is a parse, not embeddings:
+  `parse_instruction` finds an object type, an optional colour and a verb
+  ("pick up", "open", "go to"); the subgoal is then achieved like the object
+  kind with that verb ("go to X" = standing in front of X, facing it, or on
+  the goal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+__all__ = [
+    "COLOURS",
+    "KINDS",
+    "TARGET_TYPES",
+    "Proposal",
+    "Subgoal",
+    "Target",
+    "Teacher",
+    "TeacherCache",
+    "layout_targets",
+    "minigrid_base",
+    "parse_instruction",
+    "plan_next",
+    "symbolic_state",
+]
+
+KINDS = ("positional", "object", "language")
+COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
+#: Object types a subgoal can name (walls, floor, lava never are targets).
+TARGET_TYPES = ("key", "ball", "box", "door", "goal")
+#: Default interaction per object type.
+DEFAULT_VERB = {"key": "pick up", "ball": "pick up", "box": "pick up", "door": "open", "goal": "go to"}
+_VERB_EVENT = {"pick up": "picked up", "open": "opened"}
+
+
+@dataclass(frozen=True)
+class Subgoal:
+    """One subgoal and how to recognise it.
+
+    `obj` is (type, colour) with colour None for the goal; `cell` is the
+    absolute (x, y) of a positional target; `verb` is the interaction.
+    """
+
+    kind: str
+    text: str
+    obj: tuple[str, str | None] | None = None
+    cell: tuple[int, int] | None = None
+    verb: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity used for pay-once bookkeeping within an episode."""
+        if self.kind == "positional":
+            return f"pos:{self.cell}"
+        return f"{self.kind}:{self.verb}:{self.obj}"
+
+    def achieved(self, info: dict[str, Any], env: gym.Env | None = None) -> bool:
+        """True when this step's `info` (language view) shows the subgoal done."""
+        if self.kind == "positional":
+            return tuple(info.get("agent_pos", ())) == self.cell
+        if self.obj is None:
+            return False
+        kind, colour = self.obj
+        events = info.get("events") or ()
+        name = kind if colour is None else f"{colour} {kind}"
+        if kind == "goal":
+            return "reached goal" in events
+        verb = self.verb or DEFAULT_VERB[kind]
+        if verb in _VERB_EVENT:
+            return f"{_VERB_EVENT[verb]} {name}" in events
+        # "go to X": facing X from the next cell.
+        base = minigrid_base(env) if env is not None else None
+        if base is None:
+            return False
+        front = base.grid.get(*base.front_pos)
+        return front is not None and front.type == kind and (colour is None or front.color == colour)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Subgoal:
+        obj = tuple(data["obj"]) if data.get("obj") is not None else None
+        cell = tuple(data["cell"]) if data.get("cell") is not None else None
+        return cls(kind=data["kind"], text=data["text"], obj=obj, cell=cell, verb=data.get("verb"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Target:
+    """An object in the layout a subgoal may name, with where to stand to reach it."""
+
+    verb: str
+    type: str
+    colour: str | None
+    cell: tuple[int, int]
+    approach: tuple[int, int] | None  # the cell from which it is reached (None: unreachable)
+
+    @property
+    def name(self) -> str:
+        return self.type if self.colour is None else f"{self.colour} {self.type}"
+
+    @property
+    def instruction(self) -> str:
+        return f"{self.verb} the {self.name}"
+
+    def as_subgoal(self, kind: str, agent_pos: tuple[int, int] | None = None) -> Subgoal:
+        """This target expressed as a subgoal of `kind`."""
+        if kind == "object":
+            return Subgoal("object", self.name, obj=(self.type, self.colour), verb=self.verb)
+        if kind == "language":
+            return Subgoal("language", self.instruction, obj=(self.type, self.colour), verb=self.verb)
+        if kind == "positional":
+            cell = self.approach or self.cell
+            return Subgoal("positional", relative_text(cell, agent_pos), cell=cell)
+        raise ValueError(f"unknown subgoal kind {kind!r}")
+
+
+def relative_text(cell: tuple[int, int], agent_pos: tuple[int, int] | None) -> str:
+    """'(+2, -1)': columns east, rows south of the agent."""
+    ax, ay = agent_pos or (0, 0)
+    return f"({cell[0] - ax:+d}, {cell[1] - ay:+d})"
+
+
+@dataclass
+class Proposal:
+    """What one `Teacher.propose` call did (the wrapper sums these per episode)."""
+
+    subgoal: Subgoal | None
+    cache_hit: bool = False
+    llm_queries: int = 0  # teacher-level questions sent to the LLM
+    llm_generations: int = 0  # model generations (response-cache misses)
+    invalid: int = 0  # answers rejected after the bounded retries
+    budget_skip: bool = False
+
+
+# -- grid helpers ------------------------------------------------------------
+def minigrid_base(env: gym.Env) -> Any:
+    """The MiniGrid env under any wrappers, or None when it is not one."""
+    base = getattr(env, "unwrapped", env)
+    return base if hasattr(base, "grid") and hasattr(base, "agent_pos") else None
+
+
+def _neighbours(x: int, y: int) -> tuple[tuple[int, int], ...]:
+    return ((x + 1, y), (x, y + 1), (x - 1, y), (x, y - 1))
+
+
+_PICKABLE = ("key", "ball", "box")
+
+
+def _bfs(
+    base: Any, start: tuple[int, int], goal: tuple[int, int], door_ok: Any, through_objects: bool = False
+) -> list[tuple[int, int]] | None:
+    """Shortest 4-connected path start..goal; `door_ok(door)` says if a door may be crossed,
+    `through_objects` lets the path cross keys/balls/boxes (they can be picked up and moved)."""
+    grid = base.grid
+    prev: dict[tuple[int, int], tuple[int, int] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        cur = queue.popleft()
+        if cur == goal:
+            path = [cur]
+            while prev[path[-1]] is not None:
+                path.append(prev[path[-1]])  # type: ignore[arg-type]
+            return path[::-1]
+        for nxt in _neighbours(*cur):
+            if nxt in prev or not (0 <= nxt[0] < grid.width and 0 <= nxt[1] < grid.height):
+                continue
+            obj = grid.get(*nxt)
+            if nxt != goal and obj is not None:
+                if obj.type == "door":
+                    if not door_ok(obj):
+                        continue
+                elif not obj.can_overlap() and not (through_objects and obj.type in _PICKABLE):
+                    continue
+            prev[nxt] = cur
+            queue.append(nxt)
+    return None
+
+
+def _agent(base: Any) -> tuple[int, int]:
+    return (int(base.agent_pos[0]), int(base.agent_pos[1]))
+
+
+def layout_targets(env: gym.Env) -> list[Target]:
+    """Every object a subgoal may name now: keys/balls/boxes lying in the grid,
+    doors not yet open, the goal. Sorted for stable prompts."""
+    base = minigrid_base(env)
+    if base is None:
+        return []
+    start = _agent(base)
+    out = []
+    for x in range(base.grid.width):
+        for y in range(base.grid.height):
+            obj = base.grid.get(x, y)
+            if obj is None or obj.type not in TARGET_TYPES:
+                continue
+            if obj.type == "door" and obj.is_open:
+                continue
+            colour = None if obj.type == "goal" else obj.color
+            path = _bfs(base, start, (x, y), lambda d: True) or _bfs(base, start, (x, y), lambda d: True, True)
+            if obj.type == "goal":
+                approach = (x, y)
+            else:
+                approach = path[-2] if path and len(path) >= 2 else None
+            out.append(Target(DEFAULT_VERB[obj.type], obj.type, colour, (x, y), approach))
+    out.sort(key=lambda t: (TARGET_TYPES.index(t.type), t.colour or "", t.cell))
+    return out
+
+
+_MISSION_OBJ = re.compile(r"(pick up|go to|get to|open) (?:the |a )?(?:(\w+) )?(key|ball|box|door|goal)")
+
+
+def _final_target(base: Any) -> tuple[str, Any, tuple[int, int]] | None:
+    """(verb, object, cell) that completes the mission, or None if not understood."""
+    grid = base.grid
+    mission = str(base.mission)
+    found = None if re.search(r"\bgoal\b", mission) else _MISSION_OBJ.search(mission)
+    want = None
+    if found and found.group(3) != "goal":
+        verb = "pick up" if found.group(1) == "pick up" else ("open" if found.group(1) == "open" else "go to")
+        want = (verb, found.group(3), found.group(2))
+    for x in range(grid.width):
+        for y in range(grid.height):
+            obj = grid.get(x, y)
+            if obj is None:
+                continue
+            if want is None and obj.type == "goal":
+                return ("go to", obj, (x, y))
+            if want is not None and obj.type == want[1] and (want[2] in (None, obj.color)):
+                return (want[0], obj, (x, y))
+    return None
+
+
+def plan_next(env: gym.Env) -> Target | None:
+    """The oracle's next step towards the mission, by BFS on the true grid.
+
+    Cross closed doors by opening them; cross a locked door only with its
+    key, else fetch that key first (opening doors on the way). DoorKey gives
+    key -> door -> goal; MultiRoom one door after another; KeyCorridor
+    door(s) -> key -> locked door -> ball.
+    """
+    base = minigrid_base(env)
+    if base is None:
+        return None
+    final = _final_target(base)
+    if final is None:
+        return None
+    verb, obj, cell = final
+    start = _agent(base)
+    carrying = base.carrying
+    has_key = lambda d: carrying is not None and carrying.type == "key" and carrying.color == d.color
+    usable = lambda d: (not d.is_locked) or has_key(d)
+
+    def step_on(path: list[tuple[int, int]], end: Target) -> Target:
+        for i, c in enumerate(path[1:-1], start=1):
+            d = base.grid.get(*c)
+            if d is not None and d.type == "door" and not d.is_open:
+                return Target("open", "door", d.color, c, path[i - 1])
+        return end
+
+    def end_target(v: str, o: Any, c: tuple[int, int], path: list[tuple[int, int]]) -> Target:
+        colour = None if o.type == "goal" else o.color
+        approach = c if o.type == "goal" else (path[-2] if len(path) >= 2 else None)
+        return Target(v, o.type, colour, c, approach)
+
+    path = _bfs(base, start, cell, usable) or _bfs(base, start, cell, usable, True)
+    if path is not None:
+        return step_on(path, end_target(verb, obj, cell, path))
+    path = _bfs(base, start, cell, lambda d: True, True)
+    if path is None:
+        return None
+    for c in path[1:-1]:
+        door = base.grid.get(*c)
+        if door is not None and door.type == "door" and door.is_locked and not has_key(door):
+            key_cell = next(
+                (
+                    (x, y)
+                    for x in range(base.grid.width)
+                    for y in range(base.grid.height)
+                    if (o := base.grid.get(x, y)) is not None and o.type == "key" and o.color == door.color
+                ),
+                None,
+            )
+            if key_cell is None:
+                return None
+            kpath = _bfs(base, start, key_cell, usable) or _bfs(base, start, key_cell, usable, True)
+            if kpath is None:
+                return None
+            return step_on(kpath, end_target("pick up", base.grid.get(*key_cell), key_cell, kpath))
+    return None
+
+
+def symbolic_state(env: gym.Env, achieved: Sequence[Subgoal] = ()) -> dict[str, Any]:
+    """Position-free summary of the situation: what a cached answer may depend on."""
+    base = minigrid_base(env)
+    objects = []
+    for x in range(base.grid.width):
+        for y in range(base.grid.height):
+            obj = base.grid.get(x, y)
+            if obj is None or obj.type not in TARGET_TYPES:
+                continue
+            name = obj.type if obj.type == "goal" else f"{obj.color} {obj.type}"
+            if obj.type == "door":
+                name = ("locked " if obj.is_locked else ("open " if obj.is_open else "closed ")) + name
+            objects.append(name)
+    carrying = base.carrying
+    return {
+        "env": getattr(getattr(base, "spec", None), "id", None) or type(base).__name__,
+        "mission": str(base.mission),
+        "objects": sorted(objects),
+        "carrying": None if carrying is None else f"{carrying.color} {carrying.type}",
+        "achieved": [s.text for s in achieved],
+    }
+
+
+def layout_digest(env: gym.Env) -> str:
+    """Hash of the full grid encoding (positions, colours, door states)."""
+    base = minigrid_base(env)
+    return hashlib.sha1(base.grid.encode().tobytes()).hexdigest()[:16]
+
+
+# -- language rule ------------------------------------------------------------
+_VERBS = (
+    ("pick up", ("pick", "grab", "take", "fetch", "collect", "get the", "get a", "hold", "carry")),
+    ("open", ("open", "unlock", "toggle")),
+    ("go to", ("go", "reach", "get to", "move", "walk", "navigate", "head", "approach", "enter", "find")),
+)
+
+
+def parse_instruction(text: str) -> tuple[str, str, str | None] | None:
+    """Parse 'pick up the yellow key' into (verb, type, colour); None when no object is named.
+
+    The object is the first target type mentioned (plurals accepted); the
+    colour is the nearest colour word before it; the verb is the first verb
+    family found, else the object's default. A verb that cannot apply to the
+    object (open a ball) falls back to the default.
+    """
+    low = " " + re.sub(r"[^a-z ]+", " ", text.lower()) + " "
+    best = None
+    for t in TARGET_TYPES:
+        m = re.search(rf" {t}(?:s|es)? ", low)
+        if m and (best is None or m.start() < best[1]):
+            best = (t, m.start())
+    if best is None:
+        return None
+    kind, at = best
+    colour = None
+    words = low[:at].split()
+    for w in reversed(words[-3:]):
+        if w in COLOURS:
+            colour = w
+            break
+    verb = None
+    for name, cues in _VERBS:
+        pos = [low.find(" " + c) for c in cues if low.find(" " + c) >= 0]
+        if pos and (verb is None or min(pos) < verb[1]):
+            verb = (name, min(pos))
+    chosen = verb[0] if verb else DEFAULT_VERB[kind]
+    if kind == "goal" or (chosen == "open" and kind not in ("door", "box")) or (chosen == "pick up" and kind in ("door",)):
+        chosen = DEFAULT_VERB[kind]
+    return chosen, kind, None if kind == "goal" else colour
+
+
+# -- cache ---------------------------------------------------------------------
+class TeacherCache:
+    """Answers per (layout, progress) key: in memory, optionally in a SQLite file
+    shared by SubprocVecEnv workers (WAL; each process opens its own connection).
+
+    Values are JSON (a subgoal dict, or null for 'no subgoal').
+    """
+
+    #: returned by `get` when the key is absent (None is a valid cached value)
+    MISS: Any = object()
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self._mem: dict[str, Any] = {}
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_mem": dict(self._mem)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+        self._mem.update(state["_mem"])
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self.path is None:
+            return None
+        if self._conn is None or self._pid != os.getpid():
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("CREATE TABLE IF NOT EXISTS subgoals (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.commit()
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def get(self, key: str) -> Any:
+        """The stored value, or `TeacherCache.MISS`."""
+        with self._lock:
+            if key in self._mem:
+                return self._mem[key]
+            db = self._db()
+            if db is None:
+                return self.MISS
+            row = db.execute("SELECT value FROM subgoals WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return self.MISS
+            value = json.loads(row[0])
+            self._mem[key] = value
+            return value
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._mem[key] = value
+            db = self._db()
+            if db is not None:
+                db.execute("INSERT OR IGNORE INTO subgoals (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+                db.commit()
+
+    def __len__(self) -> int:
+        db = self._db()
+        if db is None:
+            return len(self._mem)
+        return int(db.execute("SELECT COUNT(*) FROM subgoals").fetchone()[0])
+
+
+# -- protocol -------------------------------------------------------------------
+@dataclass
+class TeacherStats:
+    """Totals over a teacher's life in this process."""
+
+    queries: int = 0
+    cache_hits: int = 0
+    llm_queries: int = 0
+    llm_generations: int = 0
+    invalid: int = 0
+    budget_skips: int = 0
+
+
+class Teacher:
+    """Base class: `propose(env, info, achieved) -> Proposal`.
+
+    Subclasses implement `_query`. When `cache` is set, answers are reused per
+    key (`cache_key`): the symbolic state for object/language subgoals, plus
+    the grid digest for positional ones (a cell depends on the layout).
+    """
+
+    name = "teacher"
+    uses_llm = False
+
+    def __init__(self, kind: str = "object", *, cache: TeacherCache | bool | str | Path | None = None) -> None:
+        from llmguide.errors import ConfigError
+
+        if kind not in KINDS:
+            raise ConfigError(f"Unknown subgoal kind {kind!r}: use one of {', '.join(KINDS)}.")
+        self.kind = kind
+        if cache is True:
+            cache = TeacherCache()
+        elif isinstance(cache, (str, Path)):
+            cache = TeacherCache(cache)
+        self.cache: TeacherCache | None = cache if isinstance(cache, TeacherCache) else None
+        self.stats = TeacherStats()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r})"
+
+    # -- public -----------------------------------------------------------
+    def check_env(self, env: gym.Env) -> None:
+        """Raise ConfigError when this teacher cannot guide `env` (call after reset)."""
+        from llmguide.errors import ConfigError
+
+        if minigrid_base(env) is None:
+            raise ConfigError(
+                f"{type(self).__name__} needs a MiniGrid/BabyAI env (a grid to validate subgoals against); "
+                f"got {type(env.unwrapped).__name__}."
+            )
+
+    def cache_key(self, env: gym.Env, achieved: Sequence[Subgoal]) -> str:
+        state = symbolic_state(env, achieved)
+        state["kind"] = self.kind
+        if self.kind == "positional":
+            state["layout"] = layout_digest(env)
+        return hashlib.sha1(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+    def propose(self, env: gym.Env, info: dict[str, Any], achieved: Sequence[Subgoal] = ()) -> Proposal:
+        """Next subgoal for the current state (None: no subgoal this time)."""
+        self.stats.queries += 1
+        key = self.cache_key(env, achieved) if self.cache is not None else None
+        if key is not None:
+            hit = self.cache.get(key)  # type: ignore[union-attr]
+            if hit is not TeacherCache.MISS:
+                self.stats.cache_hits += 1
+                return Proposal(Subgoal.from_dict(hit) if hit else None, cache_hit=True)
+        proposal = self._query(env, info, list(achieved))
+        self.stats.llm_queries += proposal.llm_queries
+        self.stats.llm_generations += proposal.llm_generations
+        self.stats.invalid += proposal.invalid
+        self.stats.budget_skips += int(proposal.budget_skip)
+        if key is not None and not proposal.budget_skip:
+            self.cache.put(key, proposal.subgoal.to_dict() if proposal.subgoal else None)  # type: ignore[union-attr]
+        return proposal
+
+    def _query(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal]) -> Proposal:
+        raise NotImplementedError
+
+    def candidates(self, env: gym.Env) -> list[Subgoal]:
+        """Valid subgoals of this teacher's kind in the current layout."""
+        base = minigrid_base(env)
+        pos = _agent(base)
+        out: list[Subgoal] = []
+        seen = set()
+        for t in layout_targets(env):
+            if self.kind == "positional" and t.approach is None:
+                continue
+            sg = t.as_subgoal(self.kind, pos)
+            if sg.text not in seen:
+                seen.add(sg.text)
+                out.append(sg)
+        return out
