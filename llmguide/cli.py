@@ -188,6 +188,31 @@ def _load_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides; dotted keys reach into nested mappings, values parse as YAML."""
+    import copy
+
+    import yaml
+
+    config = copy.deepcopy(config)
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. --set total_steps=20000), got {item!r}.")
+        *parents, leaf = key.strip().split(".")
+        node = config
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a mapping in this config.")
+            node = child
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[leaf] = raw
+    return config
+
+
 def _scalar_rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     """Flatten nested metrics into (key, value) rows; lists (curves, tables) are left out."""
     rows: list[tuple[str, str]] = []
@@ -253,6 +278,13 @@ def run(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its run dir."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run dirs go (default: $LLMGUIDE_RUNS_DIR or ./runs)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar while training (on a terminal)."),
+    overrides: Optional[list[str]] = typer.Option(
+        None, "--set", help="Override a config value: --set total_steps=20000 --set teacher.llm=gguf:/m.gguf (repeatable)."
+    ),
+    memory: Optional[Path] = typer.Option(
+        None, "--memory", help="Experience-memory dir kept across runs (DiLu, ScienceWorld); same as --set memory=PATH."
+    ),
+    approve: bool = typer.Option(False, "--approve", help="DiLu: ask a person to approve each reflected correction."),
 ) -> None:
     """Train from a config: one run dir per seed (config, logs, checkpoints, plots, metrics.json)."""
     from llmguide.rundir import make_run_dir, write_yaml
@@ -267,7 +299,12 @@ def run(
         return
     if config is None:
         raise ConfigError("Give a config file (e.g. `llmguide run configs/minigrid_doorkey.yaml`) or --resume RUN_DIR.")
-    cfg = _load_config(config)
+    extra = list(overrides or [])
+    if memory is not None:
+        extra.append(f"memory={memory}")
+    if approve:
+        extra.append("approve=true")
+    cfg = apply_overrides(_load_config(config), extra)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else [int(cfg.get("seed", 0))]
     except ValueError:

@@ -46,3 +46,20 @@ def test_corrupt_cache_message(tmp_path) -> None:
     path.write_bytes(b"garbage" * 200)
     result = runner.invoke(app, ["cache", "stats", "--path", str(path)])
     assert result.exit_code == 2 and "llmguide cache clear" in result.output
+
+
+def test_set_overrides_reach_nested_keys() -> None:
+    from llmguide.cli import apply_overrides
+
+    cfg = {"method": "subgoal", "total_steps": 100, "teacher": {"llm": "smollm2"}}
+    out = apply_overrides(cfg, ["total_steps=2000", "teacher.llm=gguf:/m.gguf", "memory=runs/mem", "eval.every=50"])
+    assert out["total_steps"] == 2000 and out["teacher"]["llm"] == "gguf:/m.gguf"
+    assert out["memory"] == "runs/mem" and out["eval"] == {"every": 50}
+    assert cfg["total_steps"] == 100  # the original is untouched
+
+
+def test_bad_override_is_one_clear_line(tmp_path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("method: subgoal\nenv: MiniGrid-Empty-5x5-v0\n")
+    result = runner.invoke(app, ["run", str(config), "--set", "nonsense"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
