@@ -88,6 +88,16 @@ class ONIRewardWrapper(VecEnvWrapper):
         self._ep_int[:] = 0.0
         return obs
 
+    def apply_labels(self) -> int:
+        """Move labels the client has fetched into the reward model (never blocks); returns how many."""
+        if self.model is None or self.client is None:
+            return 0
+        labels, prefs = self.client.drain()
+        if labels or prefs:
+            self.model.update(labels, prefs)
+            self.labels_applied += len(labels)
+        return len(labels)
+
     def step_wait(self) -> Any:
         obs, rewards, dones, infos = self.venv.step_wait()
         t0 = time.perf_counter()
@@ -96,10 +106,7 @@ class ONIRewardWrapper(VecEnvWrapper):
         if self.model is not None:
             if self.client is not None:
                 self.client.submit([c for c in captions if c])
-                labels, prefs = self.client.drain()
-                if labels or prefs:
-                    self.model.update(labels, prefs)
-                    self.labels_applied += len(labels)
+                self.apply_labels()
             scores = self.model.reward(captions)
             for i, text in enumerate(captions):
                 if not text or scores[i] == 0.0:

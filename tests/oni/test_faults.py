@@ -110,6 +110,7 @@ def test_kill_annotator_mid_training_then_recover(tmp_path) -> None:
         assert stats["wait_s"] < 0.5  # the learner never waited on the annotator
         labels_seen = httpx.get(f"{procs[-1].url}/labels", params={"since": 0}).json()["labels"]
         assert len(labels_seen) == len(MESSAGES)
+        wrapper.apply_labels()  # labels that arrived after the last training step
         assert wrapper.stats()["labels_applied"] == len(MESSAGES)
     finally:
         client.close()
