@@ -26,13 +26,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/llmguide run configs/demo.yaml
 
-## The whole test suite (real model, real envs, real training at small budgets).
+## The whole test suite (real model, real envs, real training at small budgets),
+## two workers (pytest-xdist), one test file per worker at a time.
+PYTEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 ## Skip the tests marked slow.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 ## Rebuild llama-cpp-python with CUDA offload (nvcc must be on PATH).
 gpu: install
