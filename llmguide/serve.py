@@ -113,18 +113,13 @@ def create_server_app(
     return app
 
 
-def run_server(
-    model: str = "smollm2",
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    n_gpu_layers: int = 0,
-    n_ctx: int = 4096,
-    model_alias: str | None = None,
-) -> None:
-    """Serve until interrupted. Clients: ``openai:ALIAS@http://HOST:PORT/v1``."""
+def run_server(model: str = "smollm2", *, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+    """Serve until interrupted. Clients: ``openai:ALIAS@http://HOST:PORT/v1``.
+
+    ``options``: ``n_gpu_layers``, ``n_ctx``, ``model_alias`` as in ``create_server_app``.
+    """
     import uvicorn
 
-    app = create_server_app(model, host=host, port=port, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, model_alias=model_alias)
-    print(f"llmguide serve: {model} on http://{host}:{port}/v1 (n_gpu_layers={n_gpu_layers})", flush=True)
+    app = create_server_app(model, host=host, port=port, **options)
+    print(f"llmguide serve: {model} on http://{host}:{port}/v1 (n_gpu_layers={options.get('n_gpu_layers', 0)})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

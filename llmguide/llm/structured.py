@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, Sequence, TypeVar
+from typing import Any, Iterator, Literal, Sequence, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -94,6 +94,17 @@ def _parse(text: str, model: type[M]) -> M:
         return model.model_validate_json(found.group(0))
 
 
+def _attempts(
+    llm: BaseChatModel, messages: list[BaseMessage], kwargs: dict[str, Any], retries: int
+) -> Iterator[str]:
+    """Yield the text of up to ``1 + retries`` answers; the caller stops when one validates."""
+    for attempt in range(retries + 1):
+        if attempt:
+            METER.count_retry()
+        answer = _invoke(llm, messages, _retry_kwargs(kwargs, attempt))
+        yield answer.content if isinstance(answer.content, str) else str(answer.content)
+
+
 def structured(
     llm: BaseChatModel,
     model: type[M],
@@ -115,12 +126,7 @@ def structured(
         hint = f"Reply with only a JSON object matching this schema: {json.dumps(schema)}"
         messages = [*messages, HumanMessage(content=hint)]
     last_error: Exception | None = None
-    for attempt in range(retries + 1):
-        if attempt:
-            METER.count_retry()
-        call_kwargs = _retry_kwargs(kwargs, attempt)
-        answer = _invoke(llm, messages, call_kwargs)
-        text = answer.content if isinstance(answer.content, str) else str(answer.content)
+    for text in _attempts(llm, messages, kwargs, retries):
         try:
             return _parse(text, model)
         except (ValidationError, ValueError) as err:
@@ -167,12 +173,7 @@ def choose(
     model = choice_model(options)
     schema = model.model_json_schema()
     kwargs = _constrained_kwargs(llm, schema)
-    for attempt in range(retries + 1):
-        if attempt:
-            METER.count_retry()
-        call_kwargs = _retry_kwargs(kwargs, attempt)
-        answer = _invoke(llm, messages, call_kwargs)
-        text = answer.content if isinstance(answer.content, str) else str(answer.content)
+    for text in _attempts(llm, messages, kwargs, retries):
         try:
             return _parse(text, model).choice  # type: ignore[attr-defined]
         except (ValidationError, ValueError):
