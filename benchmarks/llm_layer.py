@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,12 +34,6 @@ PROMPTS = [
     "What does a key do in a maze game? Answer briefly.",
 ]
 MAX_TOKENS = 64
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_server(port: int) -> subprocess.Popen:
@@ -69,6 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from llmguide.llm import gpu_offload_supported, load, smollm2_path  # first: sets OMP_WAIT_POLICY
+    from llmguide.serve import free_port
 
     import llama_cpp
     import openai
@@ -77,7 +71,7 @@ def main() -> None:
     path = str(smollm2_path())
     raw = llama_cpp.Llama(model_path=path, n_ctx=2048, seed=0, verbose=False)
     layer = load("smollm2", n_ctx=2048, max_tokens=MAX_TOKENS, cache=False)
-    port = _free_port()
+    port = free_port()
     server = _start_server(port)
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
 

@@ -14,14 +14,22 @@ send and that server rejects or ignores:
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from llmguide.errors import ModelFileError
 
-__all__ = ["normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
+__all__ = ["free_port", "normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for servers started by runs and tests)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _flatten(content: Any) -> Any:

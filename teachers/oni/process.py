@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,15 +22,9 @@ from typing import Any
 import httpx
 
 from llmguide.errors import BackendUnavailableError
+from llmguide.serve import free_port
 
 __all__ = ["AnnotatorProcess", "free_port", "start_annotator"]
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class AnnotatorProcess:

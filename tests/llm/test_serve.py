@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +12,12 @@ import httpx
 import pytest
 
 from llmguide.llm import choose, load
-from llmguide.serve import normalize_chat_request
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from llmguide.serve import free_port, normalize_chat_request
 
 
 @pytest.fixture(scope="module")
 def server_url():
-    port = _free_port()
+    port = free_port()
     cli = Path(sys.executable).with_name("llmguide")
     proc = subprocess.Popen(
         [str(cli), "serve", "--model", "smollm2", "--port", str(port), "--n-ctx", "2048"],
