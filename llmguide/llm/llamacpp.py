@@ -28,7 +28,7 @@ from llmguide.errors import ModelFileError
 # Must be set before llama_cpp (and its OpenMP runtime) is first loaded.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["ChatLlamaCpp", "get_llama", "gpu_offload_supported"]
+__all__ = ["ChatLlamaCpp", "get_llama", "gpu_offload_supported", "require_gguf"]
 
 _POOL: dict[tuple, tuple[Any, threading.Lock]] = {}
 _POOL_LOCK = threading.Lock()
@@ -39,6 +39,17 @@ def gpu_offload_supported() -> bool:
     import llama_cpp
 
     return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def require_gguf(model_path: str | Path) -> Path:
+    """The GGUF file at ``model_path``, or ``ModelFileError`` saying how to fix the spec."""
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise ModelFileError(
+            f"GGUF model file not found: {path}. Check the path in your `gguf:PATH` spec, "
+            "or use the embedded model with `smollm2`."
+        )
+    return path
 
 
 def get_llama(
@@ -56,11 +67,7 @@ def get_llama(
     with _POOL_LOCK:
         if key in _POOL:
             return _POOL[key]
-        if not path.is_file():
-            raise ModelFileError(
-                f"GGUF model file not found: {path}. Check the path in your `gguf:PATH` spec, "
-                "or use the embedded model with `smollm2`."
-            )
+        require_gguf(path)
         import llama_cpp
 
         try:

@@ -22,7 +22,7 @@ from langchain_core.language_models import BaseChatModel
 
 from llmguide.errors import ModelFileError, ModelSpecError
 from llmguide.llm.cache import ResponseCache
-from llmguide.llm.llamacpp import ChatLlamaCpp
+from llmguide.llm.llamacpp import ChatLlamaCpp, require_gguf
 from llmguide.llm.usage import METER
 
 __all__ = ["load", "parse_spec", "Spec", "smollm2_path", "SPEC_HELP"]
@@ -106,11 +106,7 @@ def load(
     parsed = parse_spec(spec)
     response_cache = _cache_for(cache, temperature)
     if parsed.kind == "gguf":
-        path = Path(parsed.model).expanduser()
-        if not path.is_file():
-            raise ModelFileError(
-                f"GGUF model file not found: {path}. Check the path in your spec, or use `smollm2`."
-            )
+        path = require_gguf(parsed.model)
         if n_gpu_layers is None:
             from llmguide.llm.llamacpp import gpu_offload_supported
 
