@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 PROMPTS = [
@@ -37,19 +36,16 @@ MAX_TOKENS = 64
 
 
 def _start_server(port: int) -> subprocess.Popen:
+    from llmguide.serve import wait_for_http
+
     cli = Path(sys.executable).with_name("llmguide")
     proc = subprocess.Popen(
         [str(cli), "serve", "--model", "smollm2", "--port", str(port), "--n-ctx", "2048"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    if wait_for_http(f"http://127.0.0.1:{port}/v1/models", proc, timeout=180, interval=0.5):
+        return proc
     proc.kill()
     raise RuntimeError("llmguide serve did not start")
 

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from llmguide.errors import ModelFileError
 
-__all__ = ["free_port", "normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
+__all__ = ["free_port", "wait_for_http", "normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -30,6 +30,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, proc: Any, timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``url`` until it answers 200 (True); False when ``proc`` exits first or time runs out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    return False
 
 
 def _flatten(content: Any) -> Any:

@@ -15,14 +15,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from llmguide.errors import BackendUnavailableError
-from llmguide.serve import free_port
+from llmguide.serve import free_port, wait_for_http
 
 __all__ = ["AnnotatorProcess", "free_port", "start_annotator"]
 
@@ -105,18 +104,12 @@ def start_annotator(
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()
     handle = AnnotatorProcess(proc, f"http://127.0.0.1:{port}", log_path, args)
-    deadline = time.monotonic() + startup_timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BackendUnavailableError(
-                f"The ONI annotator exited at start (code {proc.returncode}): {handle.log_tail(600).strip()}"
-            )
-        try:
-            if httpx.get(f"{handle.url}/health", timeout=1.0).status_code == 200:
-                return handle
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if wait_for_http(f"{handle.url}/health", proc, startup_timeout):
+        return handle
+    if proc.poll() is not None:
+        raise BackendUnavailableError(
+            f"The ONI annotator exited at start (code {proc.returncode}): {handle.log_tail(600).strip()}"
+        )
     handle.stop(5)
     raise BackendUnavailableError(
         f"The ONI annotator did not answer /health within {startup_timeout:.0f} s; see its log {log_path}."

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from llmguide.llm import choose, load
-from llmguide.serve import free_port, normalize_chat_request
+from llmguide.serve import free_port, normalize_chat_request, wait_for_http
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +26,9 @@ def server_url():
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited early:\n{proc.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
+    if not wait_for_http(f"{url}/models", proc, timeout=120, interval=0.5):
         proc.kill()
-        pytest.fail("server did not start within 120 s")
+        pytest.fail(f"server did not start within 120 s:\n{proc.stdout.read()}")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
