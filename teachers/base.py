@@ -34,6 +34,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from llmguide.sqlite import connect_shared
+
 __all__ = [
     "COLOURS",
     "KINDS",
@@ -416,12 +418,7 @@ class TeacherCache:
         if self.path is None:
             return None
         if self._conn is None or self._pid != os.getpid():
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("CREATE TABLE IF NOT EXISTS subgoals (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            conn.commit()
+            conn = connect_shared(self.path, "CREATE TABLE IF NOT EXISTS subgoals (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 

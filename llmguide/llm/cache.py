@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
 from llmguide.errors import CorruptStoreError
+from llmguide.sqlite import connect_shared
 
 __all__ = ["ResponseCache", "default_cache_path", "CACHE_HIT_KEY"]
 
@@ -97,13 +98,8 @@ class ResponseCache(BaseCache):
         # A connection must not cross a fork: reopen in each process.
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            conn = connect_shared(self.path, _SCHEMA)
             conn.execute("SELECT count(*) FROM responses").fetchone()
         except sqlite3.DatabaseError as err:
             raise _corrupt(self.path, err) from err

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from llmguide.errors import CorruptStoreError
+from llmguide.sqlite import connect_shared
 
 __all__ = ["LABELED", "PENDING", "SKIPPED", "LabelStore", "caption_hash", "normalize_caption"]
 
@@ -80,15 +81,9 @@ class LabelStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path) if str(path) != ":memory:" else Path(":memory:")
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-            if str(self.path) != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn = connect_shared(self.path, _SCHEMA)
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
