@@ -14,12 +14,18 @@ index means the same thing for the same state; action `i` runs
 it happened). Agents that produce commands as text use `step_command(cmd)`.
 
 Info (adapter): `task`, `valid_actions`, `score` (0-100), `moves`,
-`invalid_index`, `command`, `task_name`, `variation`; `look()` and
+`invalid_index`, `command`, `disambiguated`, `rejected`, `task_name`, `variation`; `look()` and
 `inventory()` are methods (free actions, fetched on demand). The valid list
 comes from the simulator as one JSON string: one JVM round trip per step
 instead of one per action. The view adds `text`
 (task, observation, score), `action_names` (= `valid_actions`) and `events`
 ("score +25", "task completed", "task failed").
+
+ScienceWorld's enumerated "valid" commands are not all accepted by its own
+parser (allenai/ScienceWorld#48: strings are not unique, referents vary).
+An ambiguous command is resolved by answering the parser's question with
+its first reading (`info["disambiguated"]`); a command the parser rejects
+costs nothing and is flagged (`info["rejected"]`, an event), never hidden.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ __all__ = ["NOOP", "ScienceWorldEnv", "ScienceWorldText", "make_scienceworld", "
 NOOP = "look around"
 _CHARSET = frozenset(string.printable)
 _MAX_OBS = 16384
+_AMBIGUOUS = "Ambiguous request"
+_REJECTED = "No known action matches that input"
 
 
 def require_java() -> str:
@@ -202,6 +210,9 @@ class ScienceWorldEnv(gym.Env):
         # extra JVM calls (look, inventory, task) it makes every step.
         server = self._sw.server
         obs = server.step(command)
+        ambiguous = obs.lstrip().startswith(_AMBIGUOUS)
+        if ambiguous:  # enumerated commands need not be unique: take the parser's first reading
+            obs = server.step("0")
         score = round(100 * server.getScore())
         moves = int(server.getNumMoves())
         reward = score - self._sw.lastStepScore
@@ -211,6 +222,8 @@ class ScienceWorldEnv(gym.Env):
         self._last_obs = _clean(obs)
         info = self._info(score, moves, invalid)
         info["command"] = command
+        info["disambiguated"] = ambiguous
+        info["rejected"] = _REJECTED in obs
         return self._last_obs, float(reward), terminated, truncated, info
 
     def render(self) -> str | None:
@@ -272,6 +285,8 @@ class ScienceWorldText(TextView):
             events.append("task completed" if info["score"] >= 100 else "task failed")
         if info.get("invalid_index"):
             events.append(f"index out of range: ran '{NOOP}'")
+        if info.get("rejected"):
+            events.append(f"the simulator did not parse '{info.get('command')}'")
         return self._view(obs, info, events)
 
 
