@@ -2,7 +2,8 @@
 
 Part 1 (systems): PPO env steps/s on NetHackScore-v0 with ONI on (annotator
 process running the LLM, hash reward) vs off (extrinsic only), same seed,
-alternating off/on ``--repeats`` times; learner wait time; annotator labels/s
+alternating off/on ``--repeats`` times; learner wait time (time blocked on the
+annotator) and client overhead (time inside submit/drain); annotator labels/s
 and dedup rate.
 Part 2 (learning): a fixed PPO budget on NetHackScore-v0 and a sparse task
 (NetHackStaircase-v0) for extrinsic-only and each reward model, 2 seeds:
@@ -11,6 +12,17 @@ mean training-episode return and evaluation return (stochastic policy,
 
     .venv/bin/python benchmarks/oni_nethack.py                  # full (~25 min on 2 cores)
     .venv/bin/python benchmarks/oni_nethack.py --quick          # smoke (~2 min)
+    .venv/bin/python benchmarks/oni_nethack.py --learner-cpus 0 --annotator-cpus 1
+
+CPU placement: ``--learner-cpus`` pins this process (PPO, the NLE envs and the
+client thread; every thread, before torch starts its own; torch threads = the
+number of learner CPUs) and ``--annotator-cpus`` pins the annotator process
+(the LLM). Both arms (off and on) run under the same learner pinning, so the
+on/off ratio isolates the cost of ONI itself rather than the LLM competing
+for the learner's cores (the ONI paper runs the annotator on other hardware).
+Unset = no pinning (an annotator started by a pinned learner is given the
+CPUs this process had before pinning, not the learner's). ``--nice`` still
+applies on top.
 
 Writes benchmarks/results/oni_nethack.json (updated after every run).
 """
@@ -18,6 +30,7 @@ Writes benchmarks/results/oni_nethack.json (updated after every run).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
@@ -32,9 +45,101 @@ from llmguide.rundir import write_json
 OUT = Path(__file__).parent / "results" / "oni_nethack.json"
 
 
+def parse_cpus(text: str | None) -> list[int] | None:
+    """``"0,2-3"`` -> ``[0, 2, 3]``; None or "" -> None (no pinning)."""
+    if not text:
+        return None
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            cpus.update(range(int(lo), int(hi) + 1))
+        elif part:
+            cpus.add(int(part))
+    online = os.sched_getaffinity(0)
+    if not cpus or not cpus <= online:
+        raise SystemExit(f"CPU ids {sorted(cpus)} are not all available to this process (have {sorted(online)})")
+    return sorted(cpus)
+
+
+def pin_this_process(cpus: list[int]) -> list[int]:
+    """Pin every thread of this process (those started at import too) to ``cpus``; returns the new affinity."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except (ProcessLookupError, PermissionError):
+            pass  # a thread that ended meanwhile
+    os.sched_setaffinity(0, cpus)
+    return sorted(os.sched_getaffinity(0))
+
+
+def place(learner: list[int] | None, annotator: list[int] | None, nice: int, learn_nice: int) -> dict[str, Any]:
+    """Apply the learner pinning now (before torch starts threads); the annotator's is applied when it starts.
+
+    With a pinned learner and no ``--annotator-cpus``, the annotator gets the CPUs this process had before
+    pinning (otherwise it would inherit the learner's pinning).
+    """
+    before = sorted(os.sched_getaffinity(0))
+    after = pin_this_process(learner) if learner else before
+    annotator_affinity = annotator if annotator else (before if learner else None)
+    return {
+        "learner_cpus": learner,
+        "annotator_cpus": annotator,
+        "learner_affinity": after,
+        "annotator_affinity": annotator_affinity,  # None: inherits this process's (unpinned) affinity
+        "torch_threads": len(learner) if learner else 1,
+        "annotator_nice": nice,
+        "annotator_nice_learning": learn_nice,
+        "cpus_online": before,
+    }
+
+
+def _cpus(cpus: list[int] | None) -> str:
+    return ",".join(map(str, cpus)) if cpus else "any"
+
+
+def print_throughput(tp: dict[str, Any]) -> None:
+    pl = tp.get("placement", {})
+    rows = [
+        ("learner CPUs (torch threads)", f"{_cpus(pl.get('learner_cpus'))} ({pl.get('torch_threads', 1)})"),
+        ("annotator CPUs (nice)", f"{_cpus(pl.get('annotator_cpus'))} ({pl.get('annotator_nice', '?')})"),
+        ("steps/s off", ", ".join(f"{x:.0f}" for x in tp["steps_per_s_off"])),
+        ("steps/s on", ", ".join(f"{x:.0f}" for x in tp["steps_per_s_on"])),
+        ("throughput ratio on/off", f"{tp['throughput_ratio_on_vs_off']:.3f}"),
+        ("learner wait s (max run)", f"{tp['learner_wait_s']:.6f}"),
+        ("client overhead s (max run)", f"{tp.get('client_overhead_s', float('nan')):.4f}"),
+        ("client overhead / train time", f"{tp.get('client_overhead_frac', float('nan')):.2%}"),
+        ("wrapper overhead / train time", f"{tp['wrapper_overhead_frac']:.2%}"),
+        ("labels per run", ", ".join(map(str, tp["labels"]))),
+        ("labels/s", f"{tp['labels_per_s']:.2f}"),
+        ("dedup rate", f"{tp['dedup_rate']:.3f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\nPart 1 - throughput, ONI on vs off")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+def print_learning(returns: dict[str, Any]) -> None:
+    if not returns:
+        return
+    print("\nPart 2 - returns (mean over seeds)")
+    print(f"  {'task':<22} {'reward':<11} {'train':>8} {'eval':>8} {'steps/s':>8} {'labels':>7} {'wait s':>9} {'overhead s':>10}")
+    for task, models in returns.items():
+        for model, row in models.items():
+            print(f"  {task:<22} {model:<11} {row['train_return_mean']:>8.1f} {row['eval_return_mean']:>8.1f} "
+                  f"{np.mean(row['steps_per_s']):>8.0f} {np.mean(row['labels']):>7.0f} "
+                  f"{max(row['learner_wait_s']):>9.6f} {max(row.get('client_overhead_s', [0.0])):>10.4f}")
+
+
 def throughput(steps: int, repeats: int, llm: str, base: dict[str, Any]) -> dict[str, Any]:
-    """Alternate off/on runs with the same seed; ratio of mean steps/s."""
-    on, off, waits, annot, e2e_dedup, overhead = [], [], [], [], [], []
+    """Alternate off/on runs with the same seed (same learner pinning); ratio of mean steps/s."""
+    on, off, waits, annot, e2e_dedup, overhead, client_oh, client_frac, drops = [], [], [], [], [], [], [], [], []
     base = {k: v for k, v in base.items() if k != "eval_episodes"}
     for _ in tqdm(range(repeats), desc="throughput off/on"):
         m_off = train_oni(ONIConfig(**base, reward_model="none", timesteps=steps, seed=0, eval_episodes=0))
@@ -46,6 +151,9 @@ def throughput(steps: int, repeats: int, llm: str, base: dict[str, Any]) -> dict
         client = m_on["client"]
         e2e_dedup.append(1.0 - m_on["annotator"].get("accepted", 0) / max(client["submitted"], 1))
         overhead.append(m_on["oni"]["overhead_s"] / m_on["train_s"])
+        client_oh.append(m_on["client_overhead_s"])
+        client_frac.append(m_on["client_overhead_frac"])
+        drops.append(client.get("incoming_drops", 0))
     return {
         "steps": steps,
         "repeats": repeats,
@@ -54,6 +162,10 @@ def throughput(steps: int, repeats: int, llm: str, base: dict[str, Any]) -> dict
         "throughput_ratio_on_vs_off": float(np.mean(on) / np.mean(off)),
         "learner_wait_s": float(np.max(waits)),
         "learner_wait_s_per_run": waits,
+        "client_overhead_s": float(np.max(client_oh)),
+        "client_overhead_s_per_run": client_oh,
+        "client_overhead_frac": float(np.mean(client_frac)),
+        "client_incoming_drops": int(sum(drops)),
         "labels_per_s": float(np.mean([a.get("labels_per_s", 0.0) for a in annot])),
         "labels_per_s_wall": float(np.mean([a.get("labels_per_s_wall", 0.0) for a in annot])),
         "labels": [a.get("labels", 0) for a in annot],
@@ -72,13 +184,15 @@ def learning(tasks: list[str], models: list[str], seeds: list[int], steps: int, 
     for task, model, seed in tqdm(grid, desc="learning runs"):
         m = train_oni(ONIConfig(**base, env=task, reward_model=model, timesteps=steps, seed=seed, llm=llm))
         row = table.setdefault(task, {}).setdefault(model, {"seeds": [], "train_return": [], "eval_return": [],
-                                                            "steps_per_s": [], "labels": [], "learner_wait_s": []})
+                                                            "steps_per_s": [], "labels": [], "learner_wait_s": [],
+                                                            "client_overhead_s": []})
         row["seeds"].append(seed)
         row["train_return"].append(m["train_return_mean"])
         row["eval_return"].append(m.get("eval", {}).get("return_mean", float("nan")))
         row["steps_per_s"].append(m["steps_per_s"])
         row["labels"].append(m.get("annotator", {}).get("labels", 0))
         row["learner_wait_s"].append(m.get("learner_wait_s", 0.0))
+        row["client_overhead_s"].append(m.get("client_overhead_s", 0.0))
         row["train_return_mean"] = float(np.mean(row["train_return"]))
         row["eval_return_mean"] = float(np.mean(row["eval_return"]))
         write_json(results["_out"], {k: v for k, v in results.items() if k != "_out"})
@@ -98,21 +212,28 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["none", "hash", "classifier", "ranking"])
     parser.add_argument("--eval-episodes", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
+    parser.add_argument("--learner-cpus", default=None,
+                        help="pin this process (PPO, envs, client thread) to these CPU ids, e.g. 0 or 0,1; default: no pinning")
+    parser.add_argument("--annotator-cpus", default=None,
+                        help="pin the annotator process (the LLM) to these CPU ids, e.g. 1; default: no pinning")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if args.quick:
         args.tp_steps, args.repeats, args.steps, args.seeds = 1024, 1, 1024, [0]
+    placement = place(parse_cpus(args.learner_cpus), parse_cpus(args.annotator_cpus), args.nice, args.learn_nice)
     base = {"n_envs": 4, "max_episode_steps": 1000, "annotator_nice": args.nice, "annotator_threads": 1,
-            "eval_episodes": args.eval_episodes}
+            "eval_episodes": args.eval_episodes, "annotator_cpus": placement["annotator_affinity"],
+            "torch_threads": placement["torch_threads"]}
     started = time.time()
     results: dict[str, Any] = {
         "_out": args.out,
-        "machine": f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores, no GPU (shared with other jobs)",
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU (shared with other jobs)",
         "date": time.strftime("%Y-%m-%d"),
         "llm": args.llm,
         "budgets": {"annotator_nice": args.nice, "annotator_nice_learning": args.learn_nice, "throughput_steps": args.tp_steps, "repeats": args.repeats, "learning_steps": args.steps,
                     "seeds": args.seeds, "tasks": args.tasks, "models": args.models, "n_envs": 4,
                     "max_episode_steps": 1000, "eval_episodes": args.eval_episodes},
+        "placement": placement,
     }
     if args.reuse_throughput:
         import json
@@ -120,12 +241,15 @@ def main() -> None:
         tp = json.loads(args.out.read_text())["throughput"]
     else:
         tp = throughput(args.tp_steps, args.repeats, args.llm, base)
+        tp["placement"] = placement
+    print_throughput(tp)
     results.update(throughput=tp, throughput_ratio_on_vs_off=tp["throughput_ratio_on_vs_off"],
                    learner_wait_s=tp["learner_wait_s"], labels_per_s=tp["labels_per_s"], dedup_rate=tp["dedup_rate"])
     write_json(args.out, {k: v for k, v in results.items() if k != "_out"})
     learning(args.tasks, args.models, args.seeds, args.steps, args.llm, {**base, "annotator_nice": args.learn_nice}, results)
     results["wall_s"] = time.time() - started
     write_json(args.out, {k: v for k, v in results.items() if k != "_out"})
+    print_learning(results.get("returns", {}))
     print(f"wrote {args.out} in {results['wall_s']:.0f} s")
 
 

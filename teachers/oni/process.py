@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class AnnotatorProcess:
 
     def __init__(self, proc: subprocess.Popen, url: str, log_path: Path, args: list[str]) -> None:
         self.proc, self.url, self.log_path, self.args = proc, url, log_path, args
+        self.cpus: list[int] | None = None  #: CPU ids the child was pinned to (None: not pinned)
 
     @property
     def pid(self) -> int:
@@ -79,6 +81,7 @@ def start_annotator(
     port: int | None = None,
     startup_timeout: float = 120.0,
     nice: int = 0,
+    cpus: Iterable[int] | None = None,
     log_path: str | Path | None = None,
     **settings: Any,
 ) -> AnnotatorProcess:
@@ -87,9 +90,16 @@ def start_annotator(
     ``settings`` are ``AnnotatorSettings`` fields (``queue_size``, ``batch_size``,
     ``prefs_per_batch``, ``threads``, ...). ``nice`` lowers the child's CPU
     priority so that, on a small machine, the learner keeps its speed.
+    ``cpus`` pins the child to those CPU ids (``os.sched_setaffinity`` in the
+    child before it starts); None leaves the affinity it inherits from this
+    process (a learner pinned with ``sched_setaffinity`` passes its pinning
+    on, so give ``cpus`` explicitly when the learner is pinned).
     Raises ``BackendUnavailableError`` (with the child's log tail) if it does
     not come up in time.
     """
+    cpu_set = sorted({int(c) for c in cpus}) if cpus is not None else None
+    if cpu_set is not None and not cpu_set:
+        raise ValueError("cpus must name at least one CPU id (or be None: no pinning)")
     port = port or free_port()
     db = Path(db) if db is not None else Path(tempfile.mkdtemp(prefix="oni-")) / "labels.sqlite"
     log_path = Path(log_path) if log_path is not None else Path(db).with_suffix(".log")
@@ -100,10 +110,19 @@ def start_annotator(
         if value is not None:
             args += ["--" + key.replace("_", "-"), str(value)]
     log = open(log_path, "ab")
-    preexec = (lambda: os.nice(nice)) if nice else None
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        if cpu_set is not None:
+            os.sched_setaffinity(0, cpu_set)
+        if nice:
+            os.nice(nice)
+
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=preexec if (nice or cpu_set is not None) else None,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()
     handle = AnnotatorProcess(proc, f"http://127.0.0.1:{port}", log_path, args)
+    handle.cpus = cpu_set
     if wait_for_http(f"{handle.url}/health", proc, startup_timeout):
         return handle
     if proc.poll() is not None:

@@ -44,6 +44,8 @@ class ONIConfig:
     annotator_url: str | None = None  #: use a running annotator instead of starting one
     annotator_nice: int = 5  #: CPU niceness of the started annotator (learner keeps priority)
     annotator_threads: int | None = 1  #: llama.cpp threads of the started annotator
+    annotator_cpus: list[int] | None = None  #: pin the started annotator to these CPU ids (None: no pinning)
+    torch_threads: int = 1  #: torch intra-op threads of the learner
     batch_size: int = 8  #: captions per LLM call
     prefs_per_batch: int = 2  #: pairwise preferences per LLM call (ranking model)
     queue_size: int = 4096
@@ -59,6 +61,8 @@ class ONIConfig:
         if unknown:
             raise ConfigError(f"Unknown ONI config keys: {', '.join(sorted(unknown))}. Known: {', '.join(sorted(known))}.")
         cfg = cls(**{k: v for k, v in config.items() if k in known})
+        if isinstance(cfg.annotator_cpus, (str, int)):  # "0,1" or 1
+            cfg.annotator_cpus = [int(c) for c in str(cfg.annotator_cpus).split(",") if c.strip()]
         if cfg.reward_model not in ("hash", "classifier", "ranking", "none"):
             raise ConfigError(f"reward_model must be hash, classifier, ranking or none, not {cfg.reward_model!r}.")
         return cfg
@@ -100,7 +104,7 @@ def train_oni(cfg: ONIConfig, run_dir: str | Path | None = None, *, progress: bo
     from stable_baselines3 import PPO
 
     run_dir = Path(run_dir) if run_dir is not None else None
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, int(cfg.torch_threads)))
     venv = make_nle_vec_env(cfg.env, cfg.n_envs, cfg.seed, cfg.max_episode_steps)
     proc = client = model = None
     wrapper = None
@@ -110,11 +114,13 @@ def train_oni(cfg: ONIConfig, run_dir: str | Path | None = None, *, progress: bo
             url = cfg.annotator_url
             if url is None:
                 db = (run_dir / "oni_labels.sqlite") if run_dir else None
-                proc = start_annotator(cfg.llm, db, nice=cfg.annotator_nice, threads=cfg.annotator_threads,
+                proc = start_annotator(cfg.llm, db, nice=cfg.annotator_nice, cpus=cfg.annotator_cpus,
+                                       threads=cfg.annotator_threads,
                                        batch_size=cfg.batch_size, prefs_per_batch=cfg.prefs_per_batch,
                                        queue_size=cfg.queue_size)
                 url = proc.url
                 metrics["annotator_pid"] = proc.pid
+                metrics["annotator_cpus"] = proc.cpus
             client = AnnotatorClient(url)
             model = make_reward_model(cfg.reward_model)
             venv = wrapper = ONIRewardWrapper(venv, model, client, coef=cfg.coef, beta=cfg.beta, count_scope=cfg.count_scope)
@@ -133,8 +139,14 @@ def train_oni(cfg: ONIConfig, run_dir: str | Path | None = None, *, progress: bo
         )
         if wrapper is not None:
             metrics["oni"] = wrapper.stats()
-            metrics["learner_wait_s"] = float(client.stats()["wait_s"])
-            metrics["client"] = client.stats()
+            client_stats = client.stats()
+            metrics["client"] = client_stats
+            # learner_wait_s: time the env loop was blocked on the annotator (no blocking call is left on
+            # that path: ~0); client_overhead_s: time inside submit/drain (CPU cost, not waiting)
+            metrics["learner_wait_s"] = float(client_stats["wait_s"])
+            metrics["client_overhead_s"] = float(client_stats["client_overhead_s"])
+            metrics["client_overhead_frac"] = metrics["client_overhead_s"] / train_s
+            metrics["wrapper_overhead_frac"] = float(metrics["oni"]["overhead_s"]) / train_s
         if proc is not None or cfg.annotator_url:
             import httpx
 
@@ -173,6 +185,8 @@ def run_oni_config(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "train_return_mean": metrics["train_return_mean"],
         "eval_return_mean": metrics.get("eval", {}).get("return_mean"),
         "learner_wait_s": metrics.get("learner_wait_s", 0.0),
+        "client_overhead_s": metrics.get("client_overhead_s", 0.0),
+        "client_overhead_frac": metrics.get("client_overhead_frac", 0.0),
         "labels": metrics.get("annotator", {}).get("labels"),
         "labels_per_s": metrics.get("annotator", {}).get("labels_per_s"),
         "dedup_rate": metrics.get("annotator", {}).get("dedup_rate"),

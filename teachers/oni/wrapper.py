@@ -7,9 +7,9 @@ Exports ``ONIRewardWrapper``, ``ONILogCallback``, ``NLEObsWrapper``,
 ``ONIRewardWrapper`` sits on top of the vectorised env (above ``VecMonitor``,
 so SB3's ``rollout/ep_rew_mean`` stays the extrinsic return). Each step it
 hands the step's captions (``info["message"]``) to the annotator client
-(non-blocking), drains whatever labels have arrived into the reward model,
-and adds ``coef * score(caption) / N(caption)^beta`` to the reward, ONI's
-count-based decay (``N`` counted per episode or over the run). Extrinsic and
+(lock-free: the client only queues them for its own thread), drains whatever
+labels have arrived into the reward model, and adds
+``coef * score(caption) / N(caption)^beta`` to the reward, ONI's count-based decay (``N`` counted per episode or over the run). Extrinsic and
 intrinsic parts are logged separately (``info["oni_extrinsic"]``,
 ``info["oni_intrinsic"]``, and ``oni/*`` keys through ``ONILogCallback``).
 """
@@ -137,7 +137,13 @@ class ONIRewardWrapper(VecEnvWrapper):
         return obs, rewards, dones, infos
 
     def stats(self) -> dict[str, Any]:
-        """Figures for logs and metrics: wait time, labels applied, intrinsic/extrinsic totals."""
+        """Figures for logs and metrics: learner wait and client overhead, labels applied, intrinsic/extrinsic totals.
+
+        ``overhead_s`` is all the time this wrapper adds to a step (captions, submit/drain, reward lookup,
+        counts); ``client_overhead_s`` is the part spent inside the client's ``submit``/``drain``;
+        ``learner_wait_s`` is the time the learner was blocked on the annotator (no blocking call is left
+        on that path, so ~0; measured by the client).
+        """
         out: dict[str, Any] = {
             "steps": self.steps,
             "labels_applied": self.labels_applied,
@@ -150,7 +156,11 @@ class ONIRewardWrapper(VecEnvWrapper):
             out["ep_intrinsic_mean"] = float(np.mean([e["intrinsic"] for e in self.episodes]))
         if self.client is not None:
             client = self.client.stats()
-            out.update(wait_s=client["wait_s"], client_pending=client["pending"], connected=client["connected"],
+            # learner_wait_s: time blocked on the annotator (~0 by design); client_overhead_s: time inside
+            # submit/drain (part of overhead_s); see teachers/oni/client.py
+            out.update(learner_wait_s=client["wait_s"], client_overhead_s=client["client_overhead_s"],
+                       client_pending=client["pending"], client_incoming=client["incoming"],
+                       client_incoming_drops=client["incoming_drops"], connected=client["connected"],
                        reconnects=client["reconnects"])
         if self.model is not None:
             out.update({f"model_{k}": v for k, v in self.model.stats().items() if isinstance(v, (int, float, bool))})

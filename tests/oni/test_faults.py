@@ -53,7 +53,10 @@ def test_client_never_blocks_when_server_is_down() -> None:
             client.drain()
         elapsed = time.perf_counter() - t0
         stats = client.stats()
-        assert elapsed < 1.0 and stats["wait_s"] < 1.0
+        assert elapsed < 1.0 and stats["client_overhead_s"] <= elapsed and stats["wait_s"] < 0.05
+        # the client thread takes the captions in (dedup, pending) on its own time, server or not
+        assert _wait(lambda: client.stats()["incoming"] == 0, 5), client.stats()
+        stats = client.stats()
         assert stats["new"] == 500 and stats["pending"] == 500 and not stats["connected"]
         assert _wait(lambda: client.stats()["errors"] >= 2, 5)
     finally:
@@ -63,6 +66,7 @@ def test_client_never_blocks_when_server_is_down() -> None:
 def test_outbox_is_bounded() -> None:
     client = AnnotatorClient(f"http://127.0.0.1:{free_port()}", outbox_size=10, start=False)
     client.submit([f"m{i}" for i in range(100)])
+    client._ingest()  # what the client thread does with the caller's batch
     assert client.stats()["outbox"] == 10 and client.stats()["outbox_drops"] == 90 and client.stats()["pending"] == 100
 
 
@@ -107,7 +111,9 @@ def test_kill_annotator_mid_training_then_recover(tmp_path) -> None:
         store = LabelStore(db).counts()
         assert store["labels"] >= seen["labels_before_kill"]  # nothing stored was lost
         assert store["labels"] == len(MESSAGES)  # and everything got labelled in the end
-        assert stats["wait_s"] < 0.5  # the learner never waited on the annotator
+        assert stats["wait_s"] < 0.05  # the learner never blocked on the annotator
+        assert stats["client_overhead_s"] < 2.0  # and submit/drain cost it little CPU
+        assert wrapper.stats()["learner_wait_s"] == stats["wait_s"]
         labels_seen = httpx.get(f"{procs[-1].url}/labels", params={"since": 0}).json()["labels"]
         assert len(labels_seen) == len(MESSAGES)
         wrapper.apply_labels()  # labels that arrived after the last training step

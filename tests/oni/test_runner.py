@@ -38,7 +38,9 @@ def test_run_starts_and_stops_its_annotator(tmp_path) -> None:
     assert metrics["timesteps"] == 256 and metrics["steps_per_s"] > 0
     details = metrics["details"]
     assert details["annotator"]["accepted"] > 0  # the run's messages reached the annotator process
-    assert metrics["learner_wait_s"] < 0.5
+    assert metrics["learner_wait_s"] < 0.05  # never blocked on the annotator
+    assert 0 < metrics["client_overhead_s"] < details["train_s"] and 0 < metrics["client_overhead_frac"] < 1
+    assert details["oni"]["client_overhead_s"] == pytest.approx(metrics["client_overhead_s"], abs=1e-3)
     assert (tmp_path / "oni_labels.sqlite").exists() and (tmp_path / "ppo.zip").exists()
     with pytest.raises(ProcessLookupError):  # the annotator was stopped (and reaped) at the end
         os.kill(details["annotator_pid"], 0)
@@ -56,3 +58,17 @@ def test_cli_annotator_corrupt_db_is_one_line(tmp_path) -> None:
 def test_cli_serve_keeps_its_default_command() -> None:
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0 and "--model" in result.output and "annotator" in result.output
+
+
+def test_annotator_cpus_config_and_pinning(tmp_path) -> None:
+    from llmguide.teachers.oni.process import start_annotator
+
+    assert ONIConfig.from_dict({"annotator_cpus": "0, 1"}).annotator_cpus == [0, 1]
+    assert ONIConfig.from_dict({"annotator_cpus": [0]}).annotator_cpus == [0]
+    assert ONIConfig().annotator_cpus is None  # default: no pinning
+    cpu = min(os.sched_getaffinity(0))
+    with start_annotator("fake:rule", tmp_path / "labels.sqlite", cpus=[cpu], nice=1) as proc:
+        assert proc.cpus == [cpu] and os.sched_getaffinity(proc.pid) == {cpu}
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) >= 1  # --nice still applies
+    with pytest.raises(ValueError, match="at least one CPU"):
+        start_annotator("fake:rule", tmp_path / "other.sqlite", cpus=[])
