@@ -70,3 +70,58 @@ def test_challenge_reset_with_seed_is_allowed():
     _, info = e.reset(seed=0)
     assert info["text"] and len(info["action_names"]) == e.action_space.n
     e.close()
+
+
+def test_text_read_late_is_the_text_of_its_own_step():
+    """NLE reuses its observation arrays: deferred text must come from the step's own copy."""
+    late_env, now_env = make("NetHackScore-v0"), make("NetHackScore-v0")
+    try:
+        _, late_reset = late_env.reset(seed=3)
+        _, now_reset = now_env.reset(seed=3)
+        now_reset_text = now_reset["text"]
+        rng = np.random.default_rng(0)
+        late, now = [], []
+        for a in rng.integers(0, late_env.action_space.n, 60).tolist():
+            late.append(late_env.step(a)[4])  # read only after later steps overwrote NLE's arrays
+            _, _, term, trunc, info = now_env.step(a)
+            now.append((info["text"], info["events"], info["stats"], info["message"]))
+            if term or trunc:
+                break
+        assert late_reset["text"] == now_reset_text  # seeded resets give identical text, read late too
+        assert late_env.last_text == now[-1][0]
+        assert len(late) == len(now) > 10
+        texts = {n[0] for n in now}
+        assert len(texts) > 1  # the state did change along the way
+        for info, (text, events, stats, message) in zip(late, now):
+            assert (info["text"], info["events"], info["stats"], info["message"]) == (text, events, stats, message)
+    finally:
+        late_env.close()
+        now_env.close()
+
+
+def test_seeded_resets_give_identical_text():
+    a, b = make("NetHackScore-v0"), make("NetHackScore-v0")
+    try:
+        for seed in (0, 5):
+            assert a.reset(seed=seed)[1]["text"] == b.reset(seed=seed)[1]["text"]
+        first = a.reset(seed=7)[1]
+        a.step(1)
+        assert a.reset(seed=7)[1]["text"] == first["text"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_map_cells_are_named_from_glyphs_by_appearance(env):
+    _, info = env.reset(seed=0)
+    text = info["text"]
+    # The pet is named from its glyph, and nothing falls back to raw characters.
+    assert "tame little dog" in text or "tame kitten" in text
+    seen = text.split("Next to you: ")[1].split(" Inventory:")[0]
+    assert "monster" not in seen
+    # Objects show their appearance, not their (shuffled) true name.
+    from llmguide.envs.nethack import _glyph_name
+
+    healing = next(i for i in range(nethack.NUM_OBJECTS) if nethack.OBJ_NAME(nethack.objclass(i)) == "healing")
+    name = _glyph_name(nethack, nethack.GLYPH_OBJ_OFF + healing)
+    assert name.endswith(" potion") and "healing" not in name
