@@ -29,8 +29,8 @@ ENVS: dict[str, tuple[float, dict[str, Any]]] = {
     "MiniGrid-KeyCorridorS3R3-v0": (1.0, {}),
     "BabyAI-GoToLocal-v0": (1.0, {}),
     "llmguide/Crafter-v0": (0.25, {}),
-    "NetHackScore-v0": (1.0, {}),
-    "NetHackChallenge-v0": (1.0, {}),
+    "NetHackScore-v0": (10.0, {}),  # ~50 µs steps: long rounds, or timer noise and resets dominate
+    "NetHackChallenge-v0": (10.0, {}),
     "highway-fast-v0": (0.05, {}),
     "highway-v0": (0.01, {}),
     "merge-v0": (0.05, {}),

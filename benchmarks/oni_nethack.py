@@ -30,6 +30,7 @@ Writes benchmarks/results/oni_nethack.json (updated after every run).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--nice", type=int, default=19, help="annotator CPU niceness in the throughput part")
     parser.add_argument("--learn-nice", type=int, default=0, help="annotator niceness in the learning part (labels must flow)")
     parser.add_argument("--reuse-throughput", action="store_true", help="keep part 1 from --out, run part 2 only")
+    parser.add_argument("--skip-learning", action="store_true", help="run part 1 only; keep part 2 from --out")
     parser.add_argument("--steps", type=int, default=10240, help="PPO steps per learning run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--tasks", nargs="+", default=["NetHackScore-v0", "NetHackStaircase-v0"])
@@ -235,10 +237,9 @@ def main() -> None:
                     "max_episode_steps": 1000, "eval_episodes": args.eval_episodes},
         "placement": placement,
     }
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}  # read before part 1 rewrites it
     if args.reuse_throughput:
-        import json
-
-        tp = json.loads(args.out.read_text())["throughput"]
+        tp = previous["throughput"]
     else:
         tp = throughput(args.tp_steps, args.repeats, args.llm, base)
         tp["placement"] = placement
@@ -246,7 +247,13 @@ def main() -> None:
     results.update(throughput=tp, throughput_ratio_on_vs_off=tp["throughput_ratio_on_vs_off"],
                    learner_wait_s=tp["learner_wait_s"], labels_per_s=tp["labels_per_s"], dedup_rate=tp["dedup_rate"])
     write_json(args.out, {k: v for k, v in results.items() if k != "_out"})
-    learning(args.tasks, args.models, args.seeds, args.steps, args.llm, {**base, "annotator_nice": args.learn_nice}, results)
+    if args.skip_learning:  # part 2 as measured by an earlier invocation, with its budgets
+        results["returns"] = previous.get("returns", {})
+        budgets = previous.get("budgets") or {}
+        results["budgets"]["learning"] = budgets.get("learning") or {
+            k: budgets.get(k) for k in ("learning_steps", "seeds", "tasks", "models", "annotator_nice_learning")}
+    else:
+        learning(args.tasks, args.models, args.seeds, args.steps, args.llm, {**base, "annotator_nice": args.learn_nice}, results)
     results["wall_s"] = time.time() - started
     write_json(args.out, {k: v for k, v in results.items() if k != "_out"})
     print_learning(results.get("returns", {}))
