@@ -219,7 +219,7 @@ def results_markdown(summary: dict[str, Any]) -> str:
         "--teachers plain,oracle,random,llm-object,llm-language,llm-positional --seeds 0,1,2 --jobs 2 "
         "--throughput-steps 16384"),
         ("    python benchmarks/minigrid_teachers.py --envs MiniGrid-KeyCorridorS3R3-v0 --caps 200000 "
-        "--teachers plain,oracle,llm-object --seeds 0,1,2 --jobs 2 --throughput-steps 0"),
+        "--teachers plain,oracle,random --seeds 0,1,2 --jobs 2 --throughput-steps 0"),
         ("    python benchmarks/minigrid_teachers.py --report --envs MiniGrid-DoorKey-8x8-v0,MiniGrid-KeyCorridorS3R3-v0 "
         "--caps 200000,200000   # rebuild JSON, plots and this section"),
         "",
