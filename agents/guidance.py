@@ -19,7 +19,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from llmguide.teachers.base import COLOURS, KINDS, TARGET_TYPES, Subgoal, Teacher, minigrid_base
+from llmguide.teachers.base import COLOURS, KINDS, TARGET_TYPES, Subgoal, Teacher, TeacherStats, minigrid_base
 from stable_baselines3.common.callbacks import BaseCallback
 
 __all__ = [
@@ -117,15 +117,10 @@ class SuccessInfo(gym.Wrapper):
 
 
 @dataclass
-class EpisodeTeacherStats:
-    """Teacher counters of one episode (sent in `info["teacher"]`)."""
+class EpisodeTeacherStats(TeacherStats):
+    """Teacher counters of one episode (sent in `info["teacher"]`): the teacher's own
+    counters plus what the wrapper sees."""
 
-    queries: int = 0
-    cache_hits: int = 0
-    llm_queries: int = 0
-    llm_generations: int = 0
-    invalid: int = 0
-    budget_skips: int = 0
     no_subgoal: int = 0
     subgoals_reached: int = 0
     bonus: float = 0.0
@@ -166,14 +161,8 @@ class SubgoalRewardWrapper(gym.Wrapper):
 
     def _ask(self, info: dict[str, Any]) -> None:
         proposal = self.teacher.propose(self.env, info, self.achieved)
-        ep = self._ep
-        ep.queries += 1
-        ep.cache_hits += int(proposal.cache_hit)
-        ep.llm_queries += proposal.llm_queries
-        ep.llm_generations += proposal.llm_generations
-        ep.invalid += proposal.invalid
-        ep.budget_skips += int(proposal.budget_skip)
-        ep.no_subgoal += int(proposal.subgoal is None)
+        self._ep.add(proposal)
+        self._ep.no_subgoal += int(proposal.subgoal is None)
         done = {s.key for s in self.achieved}
         self.current = proposal.subgoal if proposal.subgoal is None or proposal.subgoal.key not in done else None
 

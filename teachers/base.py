@@ -464,6 +464,15 @@ class TeacherStats:
     invalid: int = 0
     budget_skips: int = 0
 
+    def add(self, proposal: Proposal) -> None:
+        """Count one `Teacher.propose` call and what it cost."""
+        self.queries += 1
+        self.cache_hits += int(proposal.cache_hit)
+        self.llm_queries += proposal.llm_queries
+        self.llm_generations += proposal.llm_generations
+        self.invalid += proposal.invalid
+        self.budget_skips += int(proposal.budget_skip)
+
 
 class Teacher:
     """Base class: `propose(env, info, achieved) -> Proposal`.
@@ -512,18 +521,15 @@ class Teacher:
 
     def propose(self, env: gym.Env, info: dict[str, Any], achieved: Sequence[Subgoal] = ()) -> Proposal:
         """Next subgoal for the current state (None: no subgoal this time)."""
-        self.stats.queries += 1
         key = self.cache_key(env, achieved) if self.cache is not None else None
         if key is not None:
             hit = self.cache.get(key)  # type: ignore[union-attr]
             if hit is not TeacherCache.MISS:
-                self.stats.cache_hits += 1
-                return Proposal(Subgoal.from_dict(hit) if hit else None, cache_hit=True)
+                proposal = Proposal(Subgoal.from_dict(hit) if hit else None, cache_hit=True)
+                self.stats.add(proposal)
+                return proposal
         proposal = self._query(env, info, list(achieved))
-        self.stats.llm_queries += proposal.llm_queries
-        self.stats.llm_generations += proposal.llm_generations
-        self.stats.invalid += proposal.invalid
-        self.stats.budget_skips += int(proposal.budget_skip)
+        self.stats.add(proposal)
         if key is not None and not proposal.budget_skip:
             self.cache.put(key, proposal.subgoal.to_dict() if proposal.subgoal else None)  # type: ignore[union-attr]
         return proposal
