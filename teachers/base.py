@@ -27,7 +27,7 @@ import re
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,16 @@ def minigrid_base(env: gym.Env) -> Any:
     return base if hasattr(base, "grid") and hasattr(base, "agent_pos") else None
 
 
+def _grid_objects(base: Any) -> Iterator[tuple[int, int, Any]]:
+    """(x, y, object) for every non-empty cell, column by column (a stable order)."""
+    grid = base.grid
+    for x in range(grid.width):
+        for y in range(grid.height):
+            obj = grid.get(x, y)
+            if obj is not None:
+                yield x, y, obj
+
+
 def _neighbours(x: int, y: int) -> tuple[tuple[int, int], ...]:
     return ((x + 1, y), (x, y + 1), (x - 1, y), (x, y - 1))
 
@@ -217,20 +227,16 @@ def layout_targets(env: gym.Env) -> list[Target]:
         return []
     start = _agent(base)
     out = []
-    for x in range(base.grid.width):
-        for y in range(base.grid.height):
-            obj = base.grid.get(x, y)
-            if obj is None or obj.type not in TARGET_TYPES:
-                continue
-            if obj.type == "door" and obj.is_open:
-                continue
-            colour = None if obj.type == "goal" else obj.color
-            path = _bfs(base, start, (x, y), lambda d: True) or _bfs(base, start, (x, y), lambda d: True, True)
-            if obj.type == "goal":
-                approach = (x, y)
-            else:
-                approach = path[-2] if path and len(path) >= 2 else None
-            out.append(Target(DEFAULT_VERB[obj.type], obj.type, colour, (x, y), approach))
+    for x, y, obj in _grid_objects(base):
+        if obj.type not in TARGET_TYPES or (obj.type == "door" and obj.is_open):
+            continue
+        colour = None if obj.type == "goal" else obj.color
+        path = _bfs(base, start, (x, y), lambda d: True) or _bfs(base, start, (x, y), lambda d: True, True)
+        if obj.type == "goal":
+            approach = (x, y)
+        else:
+            approach = path[-2] if path and len(path) >= 2 else None
+        out.append(Target(DEFAULT_VERB[obj.type], obj.type, colour, (x, y), approach))
     out.sort(key=lambda t: (TARGET_TYPES.index(t.type), t.colour or "", t.cell))
     return out
 
@@ -240,22 +246,17 @@ _MISSION_OBJ = re.compile(r"(pick up|go to|get to|open) (?:the |a )?(?:(\w+) )?(
 
 def _final_target(base: Any) -> tuple[str, Any, tuple[int, int]] | None:
     """(verb, object, cell) that completes the mission, or None if not understood."""
-    grid = base.grid
     mission = str(base.mission)
     found = None if re.search(r"\bgoal\b", mission) else _MISSION_OBJ.search(mission)
     want = None
     if found and found.group(3) != "goal":
         verb = "pick up" if found.group(1) == "pick up" else ("open" if found.group(1) == "open" else "go to")
         want = (verb, found.group(3), found.group(2))
-    for x in range(grid.width):
-        for y in range(grid.height):
-            obj = grid.get(x, y)
-            if obj is None:
-                continue
-            if want is None and obj.type == "goal":
-                return ("go to", obj, (x, y))
-            if want is not None and obj.type == want[1] and (want[2] in (None, obj.color)):
-                return (want[0], obj, (x, y))
+    for x, y, obj in _grid_objects(base):
+        if want is None and obj.type == "goal":
+            return ("go to", obj, (x, y))
+        if want is not None and obj.type == want[1] and (want[2] in (None, obj.color)):
+            return (want[0], obj, (x, y))
     return None
 
 
@@ -301,13 +302,7 @@ def plan_next(env: gym.Env) -> Target | None:
         door = base.grid.get(*c)
         if door is not None and door.type == "door" and door.is_locked and not has_key(door):
             key_cell = next(
-                (
-                    (x, y)
-                    for x in range(base.grid.width)
-                    for y in range(base.grid.height)
-                    if (o := base.grid.get(x, y)) is not None and o.type == "key" and o.color == door.color
-                ),
-                None,
+                ((x, y) for x, y, o in _grid_objects(base) if o.type == "key" and o.color == door.color), None
             )
             if key_cell is None:
                 return None
@@ -322,15 +317,13 @@ def symbolic_state(env: gym.Env, achieved: Sequence[Subgoal] = ()) -> dict[str, 
     """Position-free summary of the situation: what a cached answer may depend on."""
     base = minigrid_base(env)
     objects = []
-    for x in range(base.grid.width):
-        for y in range(base.grid.height):
-            obj = base.grid.get(x, y)
-            if obj is None or obj.type not in TARGET_TYPES:
-                continue
-            name = obj.type if obj.type == "goal" else f"{obj.color} {obj.type}"
-            if obj.type == "door":
-                name = ("locked " if obj.is_locked else ("open " if obj.is_open else "closed ")) + name
-            objects.append(name)
+    for _, _, obj in _grid_objects(base):
+        if obj.type not in TARGET_TYPES:
+            continue
+        name = obj.type if obj.type == "goal" else f"{obj.color} {obj.type}"
+        if obj.type == "door":
+            name = ("locked " if obj.is_locked else ("open " if obj.is_open else "closed ")) + name
+        objects.append(name)
     carrying = base.carrying
     return {
         "env": getattr(getattr(base, "spec", None), "id", None) or type(base).__name__,
