@@ -316,9 +316,9 @@ class Annotator:
         model = _choice_model("Labels", "m", len(batch), ("helpful", "unhelpful"))
         answer = self._ask(model, label_prompt(batch))
         if answer is None:
-            self.counters["llm_fallbacks"] += 1
+            self.store.mark_skipped(batch)  # store first: a reader that sees the counter sees the store too
             self.counters["skipped"] += len(batch)
-            self.store.mark_skipped(batch)
+            self.counters["llm_fallbacks"] += 1
             return 0
         values = answer.model_dump()
         labelled = [(text, values[f"m{i + 1}"] == "helpful") for i, text in enumerate(batch)]
