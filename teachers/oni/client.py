@@ -288,12 +288,13 @@ class AnnotatorClient:
                 stale = [t for t, sent in self._pending.values() if sent and now - sent > self.resend_after_s]
                 self._outbox.extend(stale[: self.send_batch])
                 self.counters["resent"] += len(stale[: self.send_batch])
-            batch = [self._outbox.popleft() for _ in range(min(self.send_batch, len(self._outbox)))]
+            n = min(self.send_batch, len(self._outbox))
+            self._inflight = n  # before the outbox empties: flush() reads both without the lock
+            batch = [self._outbox.popleft() for _ in range(n)]
             for text in batch:
                 key = caption_hash(text)
                 if key in self._pending:
                     self._pending[key] = (text, now)
-            self._inflight = len(batch)
         return batch
 
     def _send(self, http: httpx.Client) -> None:
@@ -330,13 +331,13 @@ class AnnotatorClient:
             body = reply.json()
             self.counters["polls"] += 1
             labels, prefs = body.get("labels", []), body.get("prefs", [])
+            self._labels_out.extend(labels)  # data first: whoever sees `pending` drop can drain it
+            self._prefs_out.extend(prefs)
             with self._lock:
                 for item in labels:
                     self._pending.pop(caption_hash(item["text"]), None)
                 self.cursor = int(body.get("cursor", self.cursor))
                 self.prefs_cursor = int(body.get("prefs_cursor", self.prefs_cursor))
-            self._labels_out.extend(labels)
-            self._prefs_out.extend(prefs)
             self.counters["labels"] += len(labels)
             self.counters["prefs"] += len(prefs)
             if not labels and not prefs:

@@ -151,6 +151,7 @@ def train_oni(cfg: ONIConfig, run_dir: str | Path | None = None, *, progress: bo
             import httpx
 
             try:
+                client.flush(5)  # a short run may end before the client's first send: count it in
                 metrics["annotator"] = httpx.get(f"{client.url}/stats", timeout=5).json()
             except httpx.HTTPError as err:
                 metrics["annotator"] = {"error": str(err)}

@@ -141,9 +141,13 @@ class LabelStore:
 
     def mark_skipped(self, captions: Iterable[str]) -> None:
         """Captions the LLM could not label: kept as seen, never re-queued."""
-        with self._lock, self._conn:
+        now = time.time()
+        rows = [(caption_hash(t), normalize_caption(t), now) for t in captions]
+        with self._lock, self._conn:  # an upsert: the worker may get here before submit's add_seen
             self._conn.executemany(
-                "UPDATE captions SET status=2 WHERE hash=?", [(caption_hash(t),) for t in captions]
+                "INSERT INTO captions(hash, text, status, seen_at) VALUES (?, ?, 2, ?) "
+                "ON CONFLICT(hash) DO UPDATE SET status=2",
+                rows,
             )
 
     # -- reads -------------------------------------------------------------

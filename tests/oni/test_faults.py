@@ -79,7 +79,8 @@ def test_kill_annotator_mid_training_then_recover(tmp_path) -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     db, port = tmp_path / "labels.sqlite", free_port()
-    procs = [start_annotator("fake:rule:0.05", db, port=port, batch_size=4, prefs_per_batch=0)]
+    # a slow first annotator (0.2 s a batch, ~3 s for all): captions are surely pending when it is killed
+    procs = [start_annotator("fake:rule:0.2", db, port=port, batch_size=4, prefs_per_batch=0)]
     client = AnnotatorClient(procs[0].url, poll_interval=0.05, backoff_max=0.3)
     wrapper = ONIRewardWrapper(VecMonitor(DummyVecEnv([MessageEnv, MessageEnv])), HashReward(), client, coef=1.0, beta=0.0)
     seen: dict[str, int] = {}

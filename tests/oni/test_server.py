@@ -114,8 +114,10 @@ def test_restart_requeues_seen_but_unlabelled(tmp_path) -> None:
     assert second.counters["requeued"] == 2
     assert second.submit(["You kill the newt!"])["duplicates"] == 1  # the dedup set survived too
     second.start()
-    assert _wait(lambda: second.store.counts()["labels"] == 2)
-    second.stop()
+    try:
+        assert _wait(lambda: second.store.counts()["labels"] == 2)
+    finally:
+        second.stop()
 
 
 def test_prompt_is_prefix_stable() -> None:

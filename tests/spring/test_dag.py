@@ -28,6 +28,7 @@ class EchoModel(BaseChatModel):
     """Answers 'answer-<node>' for the node named in the last line; records prompts and threads."""
 
     delay: float = 0.0
+    barrier: Any = None  # independent nodes wait here for each other: proof they overlap, without a clock
     seen: list = Field(default_factory=list)
     threads: set = Field(default_factory=set)
 
@@ -39,6 +40,8 @@ class EchoModel(BaseChatModel):
         time.sleep(self.delay)
         text = messages[-1].content
         node = text.rsplit("Q: question ", 1)[1].split("?")[0]
+        if self.barrier is not None and node != "d":
+            self.barrier.wait(timeout=30)  # BrokenBarrierError if a, b and c ran one after another
         self.seen.append((node, [m.content for m in messages], kw.get("max_tokens")))
         self.threads.add(threading.get_ident())
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=f"answer-{node}"))])
@@ -131,13 +134,10 @@ def test_per_node_max_tokens_and_answer_trim() -> None:
 
 def test_independent_nodes_run_concurrently() -> None:
     dag = _dag(("a", []), ("b", []), ("c", []), ("d", ["a", "b", "c"]))
-    llm = EchoModel(delay=0.4, seen=[], threads=set())
-    start = time.perf_counter()
+    llm = EchoModel(barrier=threading.Barrier(3), seen=[], threads=set())
     answers = dag.run(llm, "ctx", "obs", concurrent=True)
-    parallel = time.perf_counter() - start
     assert answers["d"].answer == "answer-d"
-    assert len(llm.threads) >= 3
-    assert parallel < 1.4  # serial would be 4 x 0.4 = 1.6 s
+    assert len(llm.threads) >= 3 and not llm.barrier.broken  # a, b and c were in flight together
     serial = EchoModel(delay=0.0, seen=[], threads=set())
     dag.run(serial, "ctx", "obs")  # default for a non-OpenAI model: sequential
     assert len(serial.threads) == 1
