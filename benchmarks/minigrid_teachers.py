@@ -172,7 +172,7 @@ def summarise(rows: list[dict[str, Any]], envs: dict[str, int], thr: list[dict[s
     return out
 
 
-def plot_results(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
+def plot_results(rows: list[dict[str, Any]], out_dir: Path, prefix: str = "minigrid_teachers") -> dict[str, str]:
     """One PNG per env: mean success (no teacher) over seeds against env steps, per teacher.
     A run stopped at the target keeps its last value up to the cap."""
     from llmguide.plots import plot_curves
@@ -197,7 +197,7 @@ def plot_results(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
             curves[f"{teacher} (n={len(runs)})"] = (grid, [sum(c) / len(c) for c in cols])
             bands[f"{teacher} (n={len(runs)})"] = ([min(c) for c in cols], [max(c) for c in cols])
         short = env.replace("MiniGrid-", "").replace("-v0", "")
-        path = plot_curves(curves, out_dir / f"minigrid_teachers_{short}.png", title=f"{env}: PPO + teachers",
+        path = plot_curves(curves, out_dir / f"{prefix}_{short}.png", title=f"{env}: PPO + teachers",
                            ylabel="success rate, no teacher (mean, min-max)", bands=bands, hline=0.9, ylim=(-0.02, 1.02))
         paths[env] = str(path)
     return paths
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in sorted(work.glob("throughput_*.json")):
             thr = json.loads(f.read_text())
     summary = summarise(rows, env_caps, thr, command)
-    summary["plots"] = plot_results(rows, Path(args.out).parent)
+    summary["plots"] = plot_results(rows, Path(args.out).parent, Path(args.out).stem)  # named after --out
     _write(args.out, summary)
     if not args.quick and not args.no_markdown:
         update_results_md(summary)
