@@ -33,7 +33,7 @@ TEACHERS = ("plain", "oracle", "random", "llm-object", "llm-language", "llm-posi
 WARMUP_STEPS = 20_000
 
 
-def teacher_spec(name: str, llm: str, positional_budget: int) -> Any:
+def teacher_spec(name: str, llm: str, positional_budget: int, max_queries: int | None = None) -> Any:
     if name == "plain":
         return None
     if name in ("oracle", "random"):
@@ -42,6 +42,8 @@ def teacher_spec(name: str, llm: str, positional_budget: int) -> Any:
     spec: dict[str, Any] = {"type": "subgoal", "llm": llm, "kind": kind, "llm_kwargs": {"n_threads": 1}}
     if name.endswith("-ordered"):  # ablation: options listed key, door, goal (the DoorKey plan order)
         spec["option_order"] = "layout"
+    if max_queries is not None:
+        spec["max_queries"] = max_queries  # past it: no subgoal (counted as budget_skips), no LLM call
     if kind == "positional":
         spec["max_queries"] = positional_budget  # a cell depends on the layout: one question per layout
     return spec
@@ -56,7 +58,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     exp = Experiment(
         env=job["env"],
-        teacher=teacher_spec(job["teacher"], job["llm"], job["positional_budget"]),
+        teacher=teacher_spec(job["teacher"], job["llm"], job["positional_budget"], job.get("max_queries")),
         learner="PPO",
         total_steps=job["cap"],
         seed=job["seed"],
@@ -323,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--llm", default="smollm2", help="smollm2, gguf:PATH or openai:MODEL@URL")
     parser.add_argument("--positional-budget", type=int, default=20, help="LLM questions per positional run")
+    parser.add_argument("--max-queries", type=int, default=None,
+                        help="LLM questions per object/language run (default: the teacher's own budget)")
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
@@ -346,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     jobs = [
         {"env": e, "teacher": t, "seed": s, "cap": env_caps[e], "llm": args.llm, "positional_budget": args.positional_budget,
+         "max_queries": args.max_queries,
          "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "work": str(work)}
         for e in envs for s in seeds for t in teachers  # env-major: the first env's table fills first
     ]
