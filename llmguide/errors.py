@@ -16,6 +16,7 @@ __all__ = [
     "ModelFileError",
     "BackendUnavailableError",
     "CorruptStoreError",
+    "StoreLockedError",
     "LLMOutputError",
 ]
 
@@ -50,6 +51,10 @@ class BackendUnavailableError(LLMGuideError, ConnectionError):
 
 class CorruptStoreError(LLMGuideError, RuntimeError):
     """A cache, database or memory directory on disk is damaged or too new."""
+
+
+class StoreLockedError(LLMGuideError, RuntimeError):
+    """A shared cache or database stayed locked by another process past the wait."""
 
 
 class LLMOutputError(LLMGuideError, ValueError):

@@ -14,6 +14,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from llmguide.errors import CorruptStoreError, LLMGuideError, StoreLockedError
+
 #: how long `connect_shared` keeps retrying a locked set-up before giving up
 SETUP_TIMEOUT_S = 30.0
 
@@ -23,12 +25,25 @@ def _is_lock(err: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def connect_shared(path: str | Path, schema: str = "", timeout: float = SETUP_TIMEOUT_S) -> sqlite3.Connection:
-    """Connect to `path` in WAL mode and run `schema` (idempotent DDL), retrying lock races.
+def store_error(what: str, path: str | Path, err: sqlite3.DatabaseError, fix: str) -> LLMGuideError:
+    """One readable error for a shared store that failed: still locked by another
+    process after the wait (`StoreLockedError`), or damaged (`CorruptStoreError`, with `fix`)."""
+    if isinstance(err, sqlite3.OperationalError) and _is_lock(err):
+        return StoreLockedError(
+            f"{what} {path} stayed locked by another process for over {SETUP_TIMEOUT_S:.0f} s ({err}). "
+            "Wait for or stop the other run that holds it, or give this run its own file."
+        )
+    return CorruptStoreError(f"{what} {path} is unreadable ({err}). {fix}")
+
+
+def connect_shared(path: str | Path, schema: str = "", timeout: float | None = None) -> sqlite3.Connection:
+    """Connect to `path` in WAL mode and run `schema` (idempotent DDL), retrying lock races
+    for `timeout` seconds (default `SETUP_TIMEOUT_S`).
 
     Other `sqlite3.DatabaseError`s (a corrupt or foreign file) are raised unchanged
-    for the caller to turn into its own readable message.
+    for the caller to turn into its own readable message (see `store_error`).
     """
+    timeout = SETUP_TIMEOUT_S if timeout is None else timeout
     memory = str(path) == ":memory:"
     if not memory:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from llmguide.sqlite import connect_shared
+from llmguide.sqlite import connect_shared, store_error
 
 __all__ = [
     "COLOURS",
@@ -415,16 +415,29 @@ class TeacherCache:
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
+    def _sql(self, query: str, args: tuple[Any, ...] = (), *, commit: bool = False) -> tuple[Any, ...] | None:
+        """Run one statement (None without a file); a damaged or stuck file becomes one readable error."""
+        try:
+            db = self._db()
+            if db is None:
+                return None
+            row = db.execute(query, args).fetchone()
+            if commit:
+                db.commit()
+            return row if row is not None else ()
+        except sqlite3.DatabaseError as err:
+            raise store_error(
+                "Teacher cache", self.path, err,
+                "Delete the file: it only holds cached subgoals, which the teacher asks for again.",
+            ) from None
+
     def get(self, key: str) -> Any:
         """The stored value, or `TeacherCache.MISS`."""
         with self._lock:
             if key in self._mem:
                 return self._mem[key]
-            db = self._db()
-            if db is None:
-                return self.MISS
-            row = db.execute("SELECT value FROM subgoals WHERE key = ?", (key,)).fetchone()
-            if row is None:
+            row = self._sql("SELECT value FROM subgoals WHERE key = ?", (key,))
+            if not row:
                 return self.MISS
             value = json.loads(row[0])
             self._mem[key] = value
@@ -433,16 +446,11 @@ class TeacherCache:
     def put(self, key: str, value: Any) -> None:
         with self._lock:
             self._mem[key] = value
-            db = self._db()
-            if db is not None:
-                db.execute("INSERT OR IGNORE INTO subgoals (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-                db.commit()
+            self._sql("INSERT OR IGNORE INTO subgoals (key, value) VALUES (?, ?)", (key, json.dumps(value)), commit=True)
 
     def __len__(self) -> int:
-        db = self._db()
-        if db is None:
-            return len(self._mem)
-        return int(db.execute("SELECT COUNT(*) FROM subgoals").fetchone()[0])
+        row = self._sql("SELECT COUNT(*) FROM subgoals")
+        return len(self._mem) if row is None else int(row[0])
 
 
 # -- protocol -------------------------------------------------------------------

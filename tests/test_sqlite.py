@@ -41,3 +41,43 @@ def test_memory_database_works() -> None:
     conn = connect_shared(":memory:", "CREATE TABLE t (x);")
     conn.execute("INSERT INTO t VALUES (1)")
     assert conn.execute("SELECT x FROM t").fetchone() == (1,)
+
+
+def _stores(path: Path) -> dict[str, object]:
+    from llmguide.llm.cache import ResponseCache
+    from llmguide.teachers.base import TeacherCache
+    from llmguide.teachers.oni.store import LabelStore
+
+    return {
+        "LLM response cache": lambda: ResponseCache(path).lookup("prompt", "model"),
+        "Teacher cache": lambda: TeacherCache(path).get("key"),
+        "ONI label store": lambda: LabelStore(path).counts(),
+    }
+
+
+@pytest.mark.parametrize("name", ["LLM response cache", "Teacher cache", "ONI label store"])
+def test_a_store_locked_by_another_process_says_so(tmp_path: Path, monkeypatch, name: str) -> None:
+    import llmguide.sqlite
+    from llmguide.errors import StoreLockedError
+
+    monkeypatch.setattr(llmguide.sqlite, "SETUP_TIMEOUT_S", 0.3)
+    path = tmp_path / "held.sqlite"
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")  # another run in the middle of a write, for longer than we wait
+    try:
+        with pytest.raises(StoreLockedError, match=f"{name} .* locked by another process.*its own file"):
+            _stores(path)[name]()
+    finally:
+        holder.rollback()
+        holder.close()
+    _stores(path)[name]()  # lock released: the same store opens fine
+
+
+@pytest.mark.parametrize("name", ["LLM response cache", "Teacher cache", "ONI label store"])
+def test_a_damaged_store_file_says_what_to_delete(tmp_path: Path, name: str) -> None:
+    from llmguide.errors import CorruptStoreError
+
+    path = tmp_path / "damaged.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CorruptStoreError, match=f"{name} .* is unreadable"):
+        _stores(path)[name]()

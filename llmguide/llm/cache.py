@@ -20,8 +20,8 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
-from llmguide.errors import CorruptStoreError
-from llmguide.sqlite import connect_shared
+from llmguide.errors import LLMGuideError
+from llmguide.sqlite import connect_shared, store_error
 
 __all__ = ["ResponseCache", "default_cache_path", "CACHE_HIT_KEY"]
 
@@ -69,11 +69,11 @@ def _decode(item: dict[str, Any]) -> Generation:
     return ChatGeneration(message=message, generation_info=item.get("info"))
 
 
-def _corrupt(path: Path, err: Exception) -> CorruptStoreError:
-    return CorruptStoreError(
-        f"LLM response cache {path} is unreadable ({err}). "
+def _corrupt(path: Path, err: sqlite3.DatabaseError) -> LLMGuideError:
+    return store_error(
+        "LLM response cache", path, err,
         f"Delete it with `llmguide cache clear --path {path}` (or remove the file); "
-        "it only holds cached answers and is rebuilt on the next run."
+        "it only holds cached answers and is rebuilt on the next run.",
     )
 
 

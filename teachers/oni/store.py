@@ -25,8 +25,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from llmguide.errors import CorruptStoreError
-from llmguide.sqlite import connect_shared
+from llmguide.errors import CorruptStoreError, LLMGuideError
+from llmguide.sqlite import connect_shared, store_error
 
 __all__ = ["LABELED", "PENDING", "SKIPPED", "LabelStore", "caption_hash", "normalize_caption"]
 
@@ -60,10 +60,11 @@ def caption_hash(text: str) -> str:
     return hashlib.sha1(normalize_caption(text).encode("utf-8")).hexdigest()[:20]
 
 
-def _corrupt(path: Path, err: Exception) -> CorruptStoreError:
-    return CorruptStoreError(
-        f"ONI label store {path} is unreadable ({err}). Move or delete the file to start a fresh store "
-        "(labels in it are lost; the annotator relabels captions as they arrive)."
+def _corrupt(path: Path, err: sqlite3.DatabaseError) -> LLMGuideError:
+    return store_error(
+        "ONI label store", path, err,
+        "Move or delete the file to start a fresh store "
+        "(labels in it are lost; the annotator relabels captions as they arrive).",
     )
 
 
