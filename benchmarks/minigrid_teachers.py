@@ -160,12 +160,17 @@ def summarise(rows: list[dict[str, Any]], envs: dict[str, int], thr: list[dict[s
         "speedup_oracle_vs_plain": {env: speedup(env, "oracle") for env in envs},
         "speedup_random_vs_plain": {env: speedup(env, "random") for env in envs},
         "speedup_llm_vs_plain": {env: {t: speedup(env, t) for t in llm_teachers} for env in envs},
-        "llm_calls_per_1k_steps": {
-            t: {
-                "overall": _mean([r["llm_calls_per_1k_steps"] for r in rows if r["teacher"] == t]),
-                "after_warmup": _mean([r["llm_calls_per_1k_steps_after_warmup"] for r in rows if r["teacher"] == t]),
+        "llm_calls_per_1k_steps": {  # per env: layouts (and so cache hits) differ a lot between families
+            env: {
+                t: {
+                    "overall": _mean([r["llm_calls_per_1k_steps"] for r in rows if r["teacher"] == t and r["env"] == env]),
+                    "after_warmup": _mean([r["llm_calls_per_1k_steps_after_warmup"] for r in rows
+                                           if r["teacher"] == t and r["env"] == env]),
+                }
+                for t in llm_teachers
+                if any(r["teacher"] == t and r["env"] == env for r in rows)
             }
-            for t in llm_teachers
+            for env in envs
         },
         "throughput_ratio_guided_vs_plain": _mean([t["ratio"] for t in thr]) if thr else None,
         "throughput": thr,
@@ -222,8 +227,12 @@ def results_markdown(summary: dict[str, Any]) -> str:
         "--throughput-steps 16384"),
         ("    python benchmarks/minigrid_teachers.py --envs MiniGrid-KeyCorridorS3R3-v0 --caps 200000 "
         "--teachers plain,oracle,random --seeds 0,1,2 --jobs 2 --throughput-steps 0"),
-        ("    python benchmarks/minigrid_teachers.py --report --envs MiniGrid-DoorKey-8x8-v0,MiniGrid-KeyCorridorS3R3-v0 "
-        "--caps 200000,200000   # rebuild JSON, plots and this section"),
+        ("    python benchmarks/minigrid_teachers.py --envs MiniGrid-KeyCorridorS3R3-v0 --teachers llm-object "
+        "--seeds 0,1,2 --jobs 3 --max-queries 100 --throughput-steps 0   # the LLM arm, 100 questions per run"),
+        ("    python benchmarks/minigrid_teachers.py --envs MiniGrid-MultiRoom-N4-S5-v0 --caps 300000 "
+        "--teachers llm-object,plain,oracle,random --seeds 0,1,2 --jobs 3 --max-queries 300 --throughput-steps 0"),
+        ("    python benchmarks/minigrid_teachers.py --report --envs MiniGrid-DoorKey-8x8-v0,MiniGrid-KeyCorridorS3R3-v0,"
+        "MiniGrid-MultiRoom-N4-S5-v0 --caps 200000,200000,300000   # rebuild JSON, plots and this section"),
         "",
         f"This section was last written by: `{summary['command']}` at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         ("Machine: 2 CPU cores, no GPU, shared with other jobs while these ran (other benchmarks; load 2-18): "
