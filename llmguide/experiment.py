@@ -182,7 +182,7 @@ def steps_to_target(history: list[dict[str, Any]], target: float = 0.9, window: 
         recent = history[max(0, i - window + 1) : i + 1]
         if len(recent) < window or not all(e.get("evaluated", True) for e in recent):
             continue
-        if sum(e["success_rate"] for e in recent) / window >= target:
+        if sum(e["success_rate"] for e in recent) / window >= target - 1e-9:  # (0.85 + 0.95) / 2 is 0.8999...
             return int(history[i]["steps"])
     return None
 

@@ -449,8 +449,9 @@ class TeacherCache:
             self._sql("INSERT OR IGNORE INTO subgoals (key, value) VALUES (?, ?)", (key, json.dumps(value)), commit=True)
 
     def __len__(self) -> int:
-        row = self._sql("SELECT COUNT(*) FROM subgoals")
-        return len(self._mem) if row is None else int(row[0])
+        with self._lock:
+            row = self._sql("SELECT COUNT(*) FROM subgoals")
+            return len(self._mem) if row is None else int(row[0])
 
 
 # -- protocol -------------------------------------------------------------------

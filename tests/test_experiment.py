@@ -135,3 +135,5 @@ def test_steps_to_target_uses_a_rolling_window() -> None:
     assert steps_to_target(rows, 0.9, window=1) == 20
     skipped = [{"steps": 10, "success_rate": 0.95, "evaluated": False}, {"steps": 20, "success_rate": 0.95}]
     assert steps_to_target(skipped, 0.9, window=2) is None
+    exact = [{"steps": 10, "success_rate": 0.85}, {"steps": 20, "success_rate": 0.95}]  # mean 0.8999... in floats
+    assert steps_to_target(exact, 0.9, window=2) == 20

@@ -138,6 +138,7 @@ def train_oni(cfg: ONIConfig, run_dir: str | Path | None = None, *, progress: bo
             train_return_mean=float(np.mean(episodes)) if episodes else 0.0,
         )
         if wrapper is not None:
+            client.flush(5)  # a short run may end before the client's first send: count it in (<= 5 s)
             metrics["oni"] = wrapper.stats()
             client_stats = client.stats()
             metrics["client"] = client_stats
@@ -151,7 +152,6 @@ def train_oni(cfg: ONIConfig, run_dir: str | Path | None = None, *, progress: bo
             import httpx
 
             try:
-                client.flush(5)  # a short run may end before the client's first send: count it in
                 metrics["annotator"] = httpx.get(f"{client.url}/stats", timeout=5).json()
             except httpx.HTTPError as err:
                 metrics["annotator"] = {"error": str(err)}

@@ -13,6 +13,9 @@ from llmguide.teachers.oni.process import free_port, start_annotator
 from llmguide.teachers.oni.store import LabelStore
 
 MESSAGES = [f"You kill the newt number {i}!" if i % 3 == 0 else f"It's wall {i}." for i in range(60)]
+#: MessageEnv shows only the first half of MESSAGES until the fault test kills the annotator, so the
+#: second half is surely unlabelled (pending) when it restarts, however fast this machine is
+PHASE = {"killed": False}
 
 
 class MessageEnv(gym.Env):
@@ -31,7 +34,7 @@ class MessageEnv(gym.Env):
 
     def step(self, action):
         self.t += 1
-        self.k = (self.k + 1) % len(MESSAGES)
+        self.k = (self.k + 1) % (len(MESSAGES) if PHASE["killed"] else len(MESSAGES) // 2)
         return np.zeros(2, np.float32), 0.0, False, self.t >= 20, {"message": MESSAGES[self.k]}
 
 
@@ -79,8 +82,8 @@ def test_kill_annotator_mid_training_then_recover(tmp_path) -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     db, port = tmp_path / "labels.sqlite", free_port()
-    # a slow first annotator (0.2 s a batch, ~3 s for all): captions are surely pending when it is killed
-    procs = [start_annotator("fake:rule:0.2", db, port=port, batch_size=4, prefs_per_batch=0)]
+    PHASE["killed"] = False
+    procs = [start_annotator("fake:rule:0.05", db, port=port, batch_size=4, prefs_per_batch=0)]
     client = AnnotatorClient(procs[0].url, poll_interval=0.05, backoff_max=0.3)
     wrapper = ONIRewardWrapper(VecMonitor(DummyVecEnv([MessageEnv, MessageEnv])), HashReward(), client, coef=1.0, beta=0.0)
     seen: dict[str, int] = {}
@@ -92,6 +95,7 @@ def test_kill_annotator_mid_training_then_recover(tmp_path) -> None:
             if "killed_at" not in seen and client.stats()["labels"] >= 4:
                 seen["labels_before_kill"] = LabelStore(db).counts()["labels"]
                 procs[0].kill()
+                PHASE["killed"] = True  # from now on the env also shows the second half of MESSAGES
                 seen["killed_at"] = self.num_timesteps
                 # unlabelled captions the learner collects while the annotator is down
             elif "killed_at" in seen and "restarted_at" not in seen and self.num_timesteps - seen["killed_at"] >= 400:
