@@ -49,6 +49,23 @@ def teacher_spec(name: str, llm: str, positional_budget: int, max_queries: int |
     return spec
 
 
+def run_file(work: Path, row: dict[str, Any]) -> Path:
+    """Where a finished run's row is kept (a question budget is part of the name: it changes the run)."""
+    budget = f"__q{row['max_queries']}" if row.get("max_queries") is not None else ""
+    return work / f"{row['env']}__{row['teacher']}__{row['seed']}__cap{row['cap']}{budget}.json"
+
+
+def load_row(path: Path) -> dict[str, Any]:
+    """A stored row, its steps to 0.9 recomputed from its evaluations with the current rule
+    (rows written before the rule's float fix reported some runs one evaluation late)."""
+    from llmguide.experiment import steps_to_target
+
+    row = json.loads(path.read_text())
+    history = [{"steps": s, "success_rate": v, "evaluated": e} for s, v, e in row["evals"]]
+    row["steps_to_0.9"] = steps_to_target(history, 0.9, window=2)
+    return row
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One training run in a worker process; returns its summary row."""
     import torch
@@ -79,6 +96,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         warm_rate = 1000.0 * (after[-1][1] - after[0][1]) / (after[-1][0] - after[0][0])
     return {
         **{k: job[k] for k in ("env", "teacher", "seed", "cap")},
+        "max_queries": job.get("max_queries") if job["teacher"].startswith("llm-") else None,
         "steps_to_0.9": m["steps_to_target"],
         "steps_trained": m["total_steps"],
         "final_success_rate": m["success_rate"],
@@ -259,8 +277,10 @@ def results_markdown(summary: dict[str, Any]) -> str:
             per_seed = ", ".join(str(r["steps_to_0.9"]) if r["steps_to_0.9"] is not None else f">{r['cap']}" for r in rs)
             warm = [r["llm_calls_per_1k_steps_after_warmup"] for r in rs if r.get("llm_calls_per_1k_steps_after_warmup") is not None]
             calls = f"{_mean([r['llm_calls_per_1k_steps'] for r in rs])} ({_mean(warm)})" if t.startswith("llm") else "-"
+            budgets = {r.get("max_queries") for r in rs} - {None}
+            label = f"{t} (budget {', '.join(map(str, sorted(budgets)))} questions)" if budgets else t
             lines.append(
-                f"| {t} | {per_seed} | {summary['median_steps_to_0.9'][env].get(t)} | "
+                f"| {label} | {per_seed} | {summary['median_steps_to_0.9'][env].get(t)} | "
                 f"{_mean([r['final_success_rate'] for r in rs])} | {calls} | {_mean([r['steps_per_s'] for r in rs])} |"
             )
         lines += ["", (f"Speedup vs plain (median steps): oracle {summary['speedup_oracle_vs_plain'].get(env)}, "
@@ -280,8 +300,10 @@ def results_markdown(summary: dict[str, Any]) -> str:
          "the same). With the options listed key, door, goal (`llm-object-ordered`) it reproduces the oracle's "
          "DoorKey sequence exactly, so that run is step-for-step the oracle run of the same seed: it measures the "
          "option order, not the model. With shuffled options (the default) its answer is a fixed, state-hashed pick "
-         "among the valid subgoals; compare it with `random`. Every answer is valid (constrained choice), and the "
-         "(layout, progress) cache keeps the LLM out of the loop after the first few situations."),
+         "among the valid subgoals; compare it with `random`. Every answer is valid (constrained choice). On DoorKey "
+         "the (layout, progress) cache keeps the LLM out of the loop after the first few situations; on KeyCorridor "
+         "and MultiRoom, whose colours change with every layout, it does not, and a question budget ends the "
+         "guidance early (see the reading below)."),
         "",
         ("A stronger teacher needs no code change: `--llm gguf:/path/to/model.gguf` here, `teacher.llm: gguf:PATH` "
         "in a config, or `SubgoalTeacher('gguf:PATH', kind='object')` (also `openai:MODEL@http://HOST:PORT/v1`, "
@@ -366,19 +388,19 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     todo = []
     for job in jobs:
-        done = work / f"{job['env']}__{job['teacher']}__{job['seed']}__cap{job['cap']}.json"
+        done = run_file(work, {**job, "max_queries": job["max_queries"] if job["teacher"].startswith("llm-") else None})
         if done.exists():
-            rows.append(json.loads(done.read_text()))
+            rows.append(load_row(done))
         else:
             todo.append((job, done))
     print(f"{len(rows)} runs already done, {len(todo)} to go", flush=True)
     if args.report:
         todo = []
         args.throughput_steps = 0
-    wanted = {f.name for _, f in todo} | {f"{r['env']}__{r['teacher']}__{r['seed']}__cap{r['cap']}.json" for r in rows}
+    wanted = {f.name for _, f in todo} | {run_file(work, r).name for r in rows}
     for other in sorted(work.glob("*__cap*.json")):  # earlier invocations (other envs/teachers) stay in the summary
         if other.name not in wanted:
-            row = json.loads(other.read_text())
+            row = load_row(other)
             rows.append(row)
             env_caps.setdefault(row["env"], row["cap"])
     command = ("python benchmarks/minigrid_teachers.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
