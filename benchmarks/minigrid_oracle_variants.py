@@ -75,7 +75,7 @@ def run_one(job: tuple[str, int, int, str]) -> dict[str, Any]:
                    stop_at_target=True, checkpoint_every=0, run_dir=Path(work) / f"{name}__{seed}", **bonus).run().metrics
     return {"variant": name, "seed": seed, "cap": cap, "steps_to_0.9": m["steps_to_target"],
             "final_success_rate": m["success_rate"], "wall_s": time.perf_counter() - start,
-            "evals": [(e["steps"], e["success_rate"]) for e in m["evals"]]}
+            "evals": [(e["steps"], e["success_rate"], e.get("evaluated", True)) for e in m["evals"]]}
 
 
 def main(argv: list[str] | None = None) -> int:
