@@ -64,6 +64,17 @@ from llmguide.teachers.oni.store import caption_hash, normalize_caption
 __all__ = ["AnnotatorClient"]
 
 
+def _take_all(queue: deque[Any]) -> list[Any]:
+    """Pop everything now in `queue`, oldest first; safe while another thread appends
+    (popleft, unlike list(queue) + clear(), never loses an item appended in between)."""
+    items: list[Any] = []
+    try:
+        while True:
+            items.append(queue.popleft())
+    except IndexError:
+        return items
+
+
 class AnnotatorClient:
     """Non-blocking client of the ONI annotation server.
 
@@ -145,22 +156,7 @@ class AnnotatorClient:
     def drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Labels (``{"text", "helpful"}``) and preferences (``{"a", "b", "a_wins"}``) received since the last drain."""
         t0 = time.perf_counter()
-        labels: list[dict[str, Any]] = []
-        prefs: list[dict[str, Any]] = []
-        if self._labels_out:
-            pop = self._labels_out.popleft
-            try:
-                while True:
-                    labels.append(pop())
-            except IndexError:
-                pass
-        if self._prefs_out:
-            pop = self._prefs_out.popleft
-            try:
-                while True:
-                    prefs.append(pop())
-            except IndexError:
-                pass
+        labels, prefs = _take_all(self._labels_out), _take_all(self._prefs_out)
         self.client_overhead_s += time.perf_counter() - t0
         return labels, prefs
 
