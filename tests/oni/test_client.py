@@ -70,15 +70,6 @@ class FakeAnnotator:
         self.httpd.server_close()
 
 
-def _wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def _with_client_lock_held(client: AnnotatorClient, calls, guard_s: float = 3.0) -> bool:
     """Hold the client thread's lock on this thread and run ``calls`` here; True if they all returned.
 
@@ -107,7 +98,7 @@ def _with_client_lock_held(client: AnnotatorClient, calls, guard_s: float = 3.0)
 
 
 @pytest.mark.parametrize("start", [True, False], ids=["client-thread-running", "no-client-thread"])
-def test_caller_path_never_takes_the_client_lock(start: bool) -> None:
+def test_caller_path_never_takes_the_client_lock(start: bool, wait_until) -> None:
     # running: the server is down, so the client thread backs off and keeps taking captions in
     client = AnnotatorClient(f"http://127.0.0.1:{free_port()}", backoff_max=0.2, send_batch=8, start=start)
     got: dict = {}
@@ -126,7 +117,7 @@ def test_caller_path_never_takes_the_client_lock(start: bool) -> None:
         assert got["stats"]["wait_s"] < 0.05 and got["stats"]["client_overhead_s"] <= got["elapsed"]
         assert all(d == ([], []) for d in got["drained"])
         if start:  # once the lock is free, the client thread takes everything in and deduplicates
-            assert _wait(lambda: client.stats()["incoming"] == 0, 5), client.stats()
+            assert wait_until(lambda: client.stats()["incoming"] == 0, 5), client.stats()
             stats = client.stats()
             assert stats["submitted"] == 1000 and stats["new"] == 51 and stats["pending"] == 51
     finally:
@@ -150,22 +141,22 @@ def test_labels_arrive_dedup_and_flush_consumes_incoming() -> None:
         assert stats["wait_s"] < 0.05 and stats["connected"]
 
 
-def test_client_thread_wakes_when_a_batch_is_ready() -> None:
+def test_client_thread_wakes_when_a_batch_is_ready(wait_until) -> None:
     with FakeAnnotator() as server, AnnotatorClient(server.url, poll_interval=10.0, send_batch=4) as client:
-        assert _wait(lambda: client.stats()["polls"] >= 1, 5)  # connected, now idle for poll_interval
+        assert wait_until(lambda: client.stats()["polls"] >= 1, 5)  # connected, now idle for poll_interval
         time.sleep(0.1)
         t0 = time.monotonic()
         client.submit([f"You see here {i} gold pieces." for i in range(4)])  # = send_batch: wakes it
-        assert _wait(lambda: len(server.received) == 4, 3)
+        assert wait_until(lambda: len(server.received) == 4, 3)
         assert time.monotonic() - t0 < 3.0 < client.poll_interval
 
 
-def test_server_error_keeps_captions_pending_and_resends() -> None:
+def test_server_error_keeps_captions_pending_and_resends(wait_until) -> None:
     with FakeAnnotator() as server, AnnotatorClient(server.url, poll_interval=0.05, backoff_max=0.2) as client:
-        assert _wait(lambda: client.stats()["connected"], 5)
+        assert wait_until(lambda: client.stats()["connected"], 5)
         server.fail_posts = 1
         client.submit(["You kill the newt!", "It's a wall."])
-        assert _wait(lambda: client.stats()["labels"] == 2, 10), client.stats()
+        assert wait_until(lambda: client.stats()["labels"] == 2, 10), client.stats()
         stats = client.stats()
         assert stats["errors"] >= 1 and stats["reconnects"] >= 1 and stats["resent"] >= 2 and stats["pending"] == 0
         assert sorted(x["text"] for x in client.drain()[0]) == ["It's a wall.", "You kill the newt!"]

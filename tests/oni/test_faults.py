@@ -38,16 +38,7 @@ class MessageEnv(gym.Env):
         return np.zeros(2, np.float32), 0.0, False, self.t >= 20, {"message": MESSAGES[self.k]}
 
 
-def _wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def test_client_never_blocks_when_server_is_down() -> None:
+def test_client_never_blocks_when_server_is_down(wait_until) -> None:
     client = AnnotatorClient(f"http://127.0.0.1:{free_port()}", backoff_max=0.2)
     try:
         t0 = time.perf_counter()
@@ -58,10 +49,10 @@ def test_client_never_blocks_when_server_is_down() -> None:
         stats = client.stats()
         assert elapsed < 1.0 and stats["client_overhead_s"] <= elapsed and stats["wait_s"] < 0.05
         # the client thread takes the captions in (dedup, pending) on its own time, server or not
-        assert _wait(lambda: client.stats()["incoming"] == 0, 5), client.stats()
+        assert wait_until(lambda: client.stats()["incoming"] == 0, 5), client.stats()
         stats = client.stats()
         assert stats["new"] == 500 and stats["pending"] == 500 and not stats["connected"]
-        assert _wait(lambda: client.stats()["errors"] >= 2, 5)
+        assert wait_until(lambda: client.stats()["errors"] >= 2, 5)
     finally:
         client.close()
 
@@ -74,7 +65,7 @@ def test_outbox_is_bounded() -> None:
 
 
 @pytest.mark.slow
-def test_kill_annotator_mid_training_then_recover(tmp_path) -> None:
+def test_kill_annotator_mid_training_then_recover(tmp_path, wait_until) -> None:
     from llmguide.teachers.oni.reward import HashReward
     from llmguide.teachers.oni.wrapper import ONIRewardWrapper
     from stable_baselines3 import PPO
@@ -110,7 +101,7 @@ def test_kill_annotator_mid_training_then_recover(tmp_path) -> None:
         assert ppo.num_timesteps >= 2048  # training went on through the outage
         assert "killed_at" in seen and "restarted_at" in seen
         assert seen["pending_at_restart"] > 0
-        assert _wait(lambda: client.stats()["reconnects"] >= 1 and client.stats()["pending"] == 0, 60), client.stats()
+        assert wait_until(lambda: client.stats()["reconnects"] >= 1 and client.stats()["pending"] == 0, 60), client.stats()
         stats = client.stats()
         assert stats["resent"] > 0  # unlabelled captions were re-sent to the new process
         store = LabelStore(db).counts()

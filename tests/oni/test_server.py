@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,16 +14,7 @@ def _app(tmp_path, llm: str = "fake:rule", **kw):
     return annotator, TestClient(create_app(annotator))
 
 
-def _wait(pred, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def test_dedup_label_and_poll_with_cursor(tmp_path) -> None:
+def test_dedup_label_and_poll_with_cursor(tmp_path, wait_until) -> None:
     annotator, http = _app(tmp_path, batch_size=4, prefs_per_batch=2)
     with http:
         caps = ["You see here 5 gold pieces.", "It's a wall.", "You kill the newt!", "It's a wall.", ""]
@@ -32,13 +22,13 @@ def test_dedup_label_and_poll_with_cursor(tmp_path) -> None:
         assert reply.status_code == 200
         assert reply.json()["accepted"] == 3 and reply.json()["duplicates"] == 1
         assert http.post("/captions", json={"captions": caps[:2]}).json()["duplicates"] == 2
-        assert _wait(lambda: annotator.store.counts()["labels"] == 3)
+        assert wait_until(lambda: annotator.store.counts()["labels"] == 3)
         body = http.get("/labels", params={"since": 0}).json()
         got = {x["text"]: x["helpful"] for x in body["labels"]}
         assert got == {"You see here 5 gold pieces.": True, "It's a wall.": False, "You kill the newt!": True}
         assert http.get("/labels", params={"since": body["cursor"]}).json()["labels"] == []
         http.post("/captions", json={"captions": ["You find a hidden passage.", "You hear a door open."]})
-        assert _wait(lambda: annotator.store.counts()["prefs"] > 0)
+        assert wait_until(lambda: annotator.store.counts()["prefs"] > 0)
         stats = http.get("/stats").json()
         for key in ("queue_depth", "labels_per_s", "llm_latency_ms_p50", "dedup_rate", "dropped", "llm_fallbacks"):
             assert key in stats
@@ -73,7 +63,7 @@ def test_bad_cursor_is_422(tmp_path) -> None:
         assert "since" in http.get("/labels", params={"since": -1}).json()["error"]
 
 
-def test_flood_bigger_than_queue_is_bounded_and_counted(tmp_path) -> None:
+def test_flood_bigger_than_queue_is_bounded_and_counted(tmp_path, wait_until) -> None:
     annotator, http = _app(tmp_path, llm="fake:rule:0.3", queue_size=20, batch_size=4)
     with http:
         for i in range(10):
@@ -86,18 +76,18 @@ def test_flood_bigger_than_queue_is_bounded_and_counted(tmp_path) -> None:
         assert stats["dropped"] >= 2000 - 20 - 8  # at most the queue plus what the worker took meanwhile
         assert stats["queue_depth"] <= 20 and stats["store"]["seen"] == stats["accepted"]
         # a dropped caption was not recorded as seen: it can get in later
-        assert _wait(lambda: annotator.stats()["queue_depth"] == 0, 30)
+        assert wait_until(lambda: annotator.stats()["queue_depth"] == 0, 30)
         assert http.post("/captions", json={"captions": ["flood 9-199"]}).json()["accepted"] == 1
 
 
-def test_non_json_llm_answer_is_retried_then_skipped_and_counted(tmp_path) -> None:
+def test_non_json_llm_answer_is_retried_then_skipped_and_counted(tmp_path, wait_until) -> None:
     from llmguide.llm import METER
 
     METER.reset()
     annotator, http = _app(tmp_path, llm="fake:list:Sure! The first one looks helpful.", batch_size=4, retries=2)
     with http:
         http.post("/captions", json={"captions": ["a", "b", "c"]})
-        assert _wait(lambda: annotator.stats()["llm_fallbacks"] >= 1)
+        assert wait_until(lambda: annotator.stats()["llm_fallbacks"] >= 1)
         stats = http.get("/stats").json()
         assert stats["skipped"] == 3 and stats["labels"] == 0
         assert stats["store"]["skipped"] == 3 and stats["store"]["pending"] == 0
@@ -105,7 +95,7 @@ def test_non_json_llm_answer_is_retried_then_skipped_and_counted(tmp_path) -> No
     assert snap.retries >= 2 and snap.fallback_reasons.get("invalid:Labels", 0) >= 1
 
 
-def test_restart_requeues_seen_but_unlabelled(tmp_path) -> None:
+def test_restart_requeues_seen_but_unlabelled(tmp_path, wait_until) -> None:
     settings = AnnotatorSettings(llm="fake:rule", db=str(tmp_path / "labels.sqlite"))
     first = Annotator(settings)  # worker never started: the process "dies" with captions queued
     assert first.submit(["You kill the newt!", "It's a wall."])["accepted"] == 2
@@ -115,7 +105,7 @@ def test_restart_requeues_seen_but_unlabelled(tmp_path) -> None:
     assert second.submit(["You kill the newt!"])["duplicates"] == 1  # the dedup set survived too
     second.start()
     try:
-        assert _wait(lambda: second.store.counts()["labels"] == 2)
+        assert wait_until(lambda: second.store.counts()["labels"] == 2)
     finally:
         second.stop()
 
