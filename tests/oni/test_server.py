@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from fastapi.testclient import TestClient
 from llmguide.teachers.oni.server import Annotator, AnnotatorSettings, create_app, label_prompt
