@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS prefs (
 """
 
 
+#: a caption's final status (labelled / skipped), recorded even if `add_seen` has not run yet
+_SET_STATUS = (
+    "INSERT INTO captions(hash, text, status, seen_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(hash) DO UPDATE SET status=excluded.status"
+)
+
+
 def normalize_caption(text: str) -> str:
     """Collapse whitespace so trivially different renderings of a message share a hash."""
     return " ".join(str(text).split())
@@ -126,11 +133,7 @@ class LabelStore:
                     (key, text, int(bool(helpful)), now),
                 )
                 added += cur.rowcount
-                self._conn.execute(
-                    "INSERT INTO captions(hash, text, status, seen_at) VALUES (?, ?, 1, ?) "
-                    "ON CONFLICT(hash) DO UPDATE SET status=1",
-                    (key, text, now),
-                )
+                self._conn.execute(_SET_STATUS, (key, text, LABELED, now))
         return added
 
     def add_prefs(self, prefs: Iterable[tuple[str, str, bool]]) -> int:
@@ -143,13 +146,9 @@ class LabelStore:
     def mark_skipped(self, captions: Iterable[str]) -> None:
         """Captions the LLM could not label: kept as seen, never re-queued."""
         now = time.time()
-        rows = [(caption_hash(t), normalize_caption(t), now) for t in captions]
+        rows = [(caption_hash(t), normalize_caption(t), SKIPPED, now) for t in captions]
         with self._lock, self._conn:  # an upsert: the worker may get here before submit's add_seen
-            self._conn.executemany(
-                "INSERT INTO captions(hash, text, status, seen_at) VALUES (?, ?, 2, ?) "
-                "ON CONFLICT(hash) DO UPDATE SET status=2",
-                rows,
-            )
+            self._conn.executemany(_SET_STATUS, rows)
 
     # -- reads -------------------------------------------------------------
     def pending(self, limit: int, exclude: set[str] | None = None) -> list[str]:
