@@ -42,10 +42,10 @@ def teacher_spec(name: str, llm: str, positional_budget: int, max_queries: int |
     spec: dict[str, Any] = {"type": "subgoal", "llm": llm, "kind": kind, "llm_kwargs": {"n_threads": 1}}
     if name.endswith("-ordered"):  # ablation: options listed key, door, goal (the DoorKey plan order)
         spec["option_order"] = "layout"
-    if max_queries is not None:
-        spec["max_queries"] = max_queries  # past it: no subgoal (counted as budget_skips), no LLM call
     if kind == "positional":
         spec["max_queries"] = positional_budget  # a cell depends on the layout: one question per layout
+    elif max_queries is not None:
+        spec["max_queries"] = max_queries  # past it: no subgoal (counted as budget_skips), no LLM call
     return spec
 
 
@@ -75,7 +75,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     exp = Experiment(
         env=job["env"],
-        teacher=teacher_spec(job["teacher"], job["llm"], job["positional_budget"], job.get("max_queries")),
+        teacher=teacher_spec(job["teacher"], job["llm"], job["positional_budget"], job["max_queries"]),
         learner="PPO",
         total_steps=job["cap"],
         seed=job["seed"],
@@ -95,8 +95,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if len(after) >= 2 and after[-1][0] > after[0][0]:
         warm_rate = 1000.0 * (after[-1][1] - after[0][1]) / (after[-1][0] - after[0][0])
     return {
-        **{k: job[k] for k in ("env", "teacher", "seed", "cap")},
-        "max_queries": job.get("max_queries") if job["teacher"].startswith("llm-") else None,
+        **{k: job[k] for k in ("env", "teacher", "seed", "cap", "max_queries")},
         "steps_to_0.9": m["steps_to_target"],
         "steps_trained": m["total_steps"],
         "final_success_rate": m["success_rate"],
@@ -381,14 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     jobs = [
         {"env": e, "teacher": t, "seed": s, "cap": env_caps[e], "llm": args.llm, "positional_budget": args.positional_budget,
-         "max_queries": args.max_queries,
+         "max_queries": args.max_queries if t.startswith("llm-") and not t.startswith("llm-positional") else None,
          "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "work": str(work)}
         for e in envs for s in seeds for t in teachers  # env-major: the first env's table fills first
     ]
     rows: list[dict[str, Any]] = []
     todo = []
     for job in jobs:
-        done = run_file(work, {**job, "max_queries": job["max_queries"] if job["teacher"].startswith("llm-") else None})
+        done = run_file(work, job)
         if done.exists():
             rows.append(load_row(done))
         else:
