@@ -1,39 +1,42 @@
-"""Agents: how RL learners consume LLM guidance (wrappers and callbacks for SB3)."""
+"""Agents: how RL learners consume LLM guidance (wrappers and callbacks for SB3), the LLM-policy
+agents (SPRING, DiLu, ScienceWorld) and the methods built from them.
 
-from llmguide.agents.guidance import (
-    SUBGOAL_DIM,
-    FlatImage,
-    SubgoalObservation,
-    SubgoalRewardWrapper,
-    SuccessInfo,
-    TeacherMetricsCallback,
-    encode_subgoal,
-    make_minigrid_env,
-)
+Names are imported on first access, so `import llmguide.agents.subgoal_method` does not load
+NLE, ScienceWorld or the highway simulator.
+"""
 
-__all__ = [
-    "SUBGOAL_DIM",
-    "FlatImage",
-    "SubgoalObservation",
-    "SubgoalRewardWrapper",
-    "SuccessInfo",
-    "TeacherMetricsCallback",
-    "encode_subgoal",
-    "make_minigrid_env",
-]
+from __future__ import annotations
 
-from llmguide.agents.spring import SpringAgent, evaluate_crafter, run_spring_config
+import importlib
+from typing import Any
 
-__all__ += ["SpringAgent", "evaluate_crafter", "run_spring_config"]
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    **{name: "llmguide.agents.guidance" for name in (
+        "SUBGOAL_DIM", "FlatImage", "SubgoalObservation", "SubgoalRewardWrapper", "SuccessInfo",
+        "TeacherMetricsCallback", "encode_subgoal", "make_minigrid_env")},
+    "SubgoalMethod": "llmguide.agents.subgoal_method",
+    "SpringAgent": "llmguide.agents.spring",
+    "SpringMethod": "llmguide.agents.spring",
+    "evaluate_crafter": "llmguide.agents.spring",
+    "DiLuAgent": "llmguide.agents.dilu",
+    "DiLuMethod": "llmguide.agents.dilu",
+    "DrivingLog": "llmguide.agents.dilu",
+    "make_dilu_env": "llmguide.agents.dilu",
+    "RandomValidAgent": "llmguide.agents.scienceworld",
+    "ScienceWorldAgent": "llmguide.agents.scienceworld",
+    "ScienceWorldMethod": "llmguide.agents.scienceworld",
+    "ScienceWorldRLMethod": "llmguide.agents.scienceworld_rl",
+    "RLAdapterCallback": "llmguide.agents.rladapter",
+    "RLAdapterMethod": "llmguide.agents.rladapter",
+    "SubgoalImageExtractor": "llmguide.agents.rladapter",
+    "ONIMethod": "llmguide.agents.oni",
+}
 
-from llmguide.agents.dilu import DiLuAgent, DrivingLog, make_dilu_env, run_dilu_config
+__all__ = sorted(_EXPORTS)
 
-__all__ += ["DiLuAgent", "DrivingLog", "make_dilu_env", "run_dilu_config"]
 
-from llmguide.agents.scienceworld import RandomValidAgent, ScienceWorldAgent, run_scienceworld_config
-
-__all__ += ["RandomValidAgent", "ScienceWorldAgent", "run_scienceworld_config"]
-
-from llmguide.agents.rladapter import RLAdapterCallback, SubgoalImageExtractor, run_rladapter_config  # noqa: E402
-
-__all__ += ["RLAdapterCallback", "SubgoalImageExtractor", "run_rladapter_config"]
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'llmguide.agents' has no attribute {name!r}")

@@ -168,13 +168,19 @@ class SubgoalMethod(TrainedMethod):
                 "exploration_final_eps": 0.05, "target_update_interval": 1_000, "train_freq": 4, "learning_rate": 5e-4},
     }
 
-    def __init__(self, config: SubgoalConfig, settings: Any, run_dir: Path) -> None:
-        super().__init__(config, settings, run_dir)
+    def __init__(self, config: SubgoalConfig, settings: Any, run_dir: Path, objects: dict[str, Any] | None = None) -> None:
+        super().__init__(config, settings, run_dir, objects)
         self.config: SubgoalConfig = config
-        uses_llm = config.teacher is not None and config.teacher.type == "subgoal"
         # an LLM teacher's answers live in the run dir: shared by subproc workers, kept by a resume
-        cache = self.run_dir / "teacher_cache.sqlite" if uses_llm else None
-        self.teacher = make_teacher(config.teacher, seed=settings.seed, cache_path=cache)
+        cache = self.run_dir / "teacher_cache.sqlite"
+        self.teacher = self.objects.get("teacher") or make_teacher(
+            config.teacher, seed=settings.seed,
+            cache_path=cache if config.teacher is not None and config.teacher.type == "subgoal" else None,
+        )
+        if getattr(self.teacher, "uses_llm", False) and getattr(self.teacher.cache, "path", "") is None:
+            from llmguide.teachers import TeacherCache
+
+            self.teacher.cache = TeacherCache(cache)  # an in-memory cache would not reach subproc workers
         self._metrics_cb: Any = None
 
     def label(self) -> str:

@@ -133,12 +133,15 @@ def serve_annotator(
 @cache_app.command("stats")
 @friendly
 def cache_stats(path: Optional[Path] = typer.Option(None, help="Cache file (default: ~/.cache/llmguide/responses.sqlite).")) -> None:
-    """Entries and size of the response cache."""
+    """Entries and size of the response cache (a missing file is reported, not created)."""
     from llmguide.llm import ResponseCache
 
     stats = ResponseCache(path).stats()
+    if not stats["exists"]:
+        console.print(f"no cache file at {stats['path']} (it is created by the first cached LLM call)", highlight=False)
+        return
     for key in ("path", "entries", "bytes"):
-        console.print(f"{key}: {stats[key]}")
+        console.print(f"{key}: {stats[key]}", highlight=False)
 
 
 @cache_app.command("clear")
@@ -170,24 +173,6 @@ def envs() -> None:
 
 
 # -- runs ---------------------------------------------------------------------
-#: method -> "module:function" evaluating a finished run dir without its teacher/LLM.
-EVALUATORS: dict[str, str] = {"subgoal": "llmguide.experiment:evaluate_run_dir"}
-
-
-def _load_config(path: Path) -> dict[str, Any]:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(f"Config file not found: {path}.")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML ({err}).") from None
-    if not isinstance(config, dict) or "method" not in config:
-        raise ConfigError(f"{path} must be a mapping with a `method` key (e.g. `method: subgoal`).")
-    return config
-
-
 def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides; dotted keys reach into nested mappings, values parse as YAML."""
     import copy
@@ -202,7 +187,9 @@ def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str,
         *parents, leaf = key.strip().split(".")
         node = config
         for part in parents:
-            child = node.setdefault(part, {})
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: {part!r} is not a mapping in this config.")
             node = child
@@ -213,71 +200,138 @@ def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str,
     return config
 
 
-def _scalar_rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """Flatten nested metrics into (key, value) rows; lists (curves, tables) are left out."""
-    rows: list[tuple[str, str]] = []
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.extend(_scalar_rows(value, name + "/"))
-        elif isinstance(value, float):
-            rows.append((name, f"{value:.4g}"))
-        elif isinstance(value, (int, str, bool)) or value is None:
-            rows.append((name, str(value)))
-    return rows
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
 
 
-def _print_metrics(metrics: dict[str, Any], title: str) -> None:
-    """A runner's `table` (list of row dicts) as a table, then the key scalars."""
-    rows = metrics.get("table")
-    if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-        table = Table(title=title)
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        for col in columns:
-            table.add_column(str(col))
-        for row in rows:
-            table.add_row(*[f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns])
-        console.print(table)
-    else:
-        table = Table(title=title)
-        table.add_column("metric")
-        table.add_column("value")
-        for key, value in _scalar_rows({k: v for k, v in metrics.items() if k not in ("table", "arms")}):
-            table.add_row(key, value)
-        console.print(table)
-    if metrics.get("plot"):
-        console.print(f"learning curve: {metrics['plot']}", highlight=False, soft_wrap=True)
+#: the RunMetrics keys shown in the CLI's tables, in this order
+_SHOWN = ("label", "status", "steps", "episodes", "success", "score", "return_mean", "steps_to_target", "llm_calls",
+          "llm_calls_per_1k_steps", "fallbacks", "invalid_actions", "steps_per_s", "wall_s")
 
 
-def _run_one(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    from llmguide.rundir import write_json
-    from llmguide.runners import get_runner
+def _print_runs(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
+    columns = [c for c in _SHOWN if any(r.get(c) is not None for r in rows)]
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[_fmt(row.get(c)) for c in columns])
+    console.print(table)
 
-    runner = get_runner(str(config["method"]))
+
+def _new_run_dir(cfg: dict[str, Any], seed: int, runs_dir: Optional[Path], name: Optional[str] = None) -> Path:
+    from llmguide.rundir import make_run_dir
+
+    label = name or str(cfg["method"])
     try:
-        metrics = runner(config, run_dir)
-    except KeyboardInterrupt:
-        err_console.print(
-            f"[yellow]interrupted[/]: checkpoint kept in {run_dir}; continue with "
-            f"`llmguide run --resume {run_dir}`",
-            highlight=False,
-            soft_wrap=True,
-        )
+        return make_run_dir(str(cfg.get("env", "env")), label, seed, root=runs_dir)
+    except OSError as err:
+        where = runs_dir or os.environ.get("LLMGUIDE_RUNS_DIR", "runs")
+        raise ConfigError(
+            f"Cannot create a run dir under {where} ({err.strerror or err}); pass --runs-dir to a writable "
+            "folder or set LLMGUIDE_RUNS_DIR."
+        ) from None
+
+
+def _run_prepared(prepared: Any, run_dir: Path) -> dict[str, Any]:
+    from llmguide.core import run as core_run
+    from llmguide.training import RunInterrupted
+
+    try:
+        metrics = core_run(prepared, run_dir).model_dump(mode="json")
+    except RunInterrupted as stop:
+        if stop.resumable:
+            err_console.print(
+                f"[yellow]interrupted[/] at {stop.progress}: the run is saved in {run_dir}; continue with "
+                f"`llmguide run --resume {run_dir}`",
+                highlight=False, soft_wrap=True,
+            )
+        else:
+            err_console.print(f"[yellow]interrupted[/] at {stop.progress}; nothing to resume.", highlight=False)
         raise typer.Exit(130) from None
-    write_json(run_dir / "metrics.json", metrics)
-    _print_metrics(metrics, title=f"{run_dir.name}")
-    console.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted[/] before training started; nothing to resume in {run_dir}.",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     return metrics
+
+
+def _arms(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A config's `arms:` (name -> overrides) as full configs, one per arm; {} when it has none."""
+    arms = cfg.get("arms")
+    if arms is None:
+        return {}
+    if not isinstance(arms, dict) or not all(isinstance(v, dict) for v in arms.values()) or not arms:
+        raise ConfigError("`arms` must map arm names to key overrides, e.g. `arms: {plain: {teacher: none}, oracle: {teacher: oracle}}`.")
+    base = {k: v for k, v in cfg.items() if k != "arms"}
+    return {str(name): {**base, **over} for name, over in arms.items()}
+
+
+def _study(cfg: dict[str, Any], seeds: list[int], runs_dir: Optional[Path], progress: bool, resume_dir: Optional[Path] = None) -> None:
+    """Run each arm (x seed) as its own run under one folder, then one report over all of them."""
+    from llmguide.core import prepare
+    from llmguide.report import compare
+    from llmguide.rundir import read_json, write_yaml
+
+    arms = _arms(cfg)
+    prepared = {}
+    for name, arm_cfg in arms.items():  # every arm is validated before anything runs
+        for seed in seeds:
+            try:
+                prepared[(name, seed)] = prepare({**arm_cfg, "seed": seed, "name": arm_cfg.get("name") or name,
+                                                  "progress": progress, "resume": resume_dir is not None})
+            except ConfigError as err:
+                raise ConfigError(f"arm {name!r}: {err}") from None
+    parent = resume_dir or _new_run_dir(cfg, seeds[0], runs_dir, name=f"{cfg['method']}-study")
+    if resume_dir is None:
+        write_yaml(parent / "config.yaml", {**cfg, "seeds": seeds})
+    rows = []
+    for (name, seed), prep in prepared.items():
+        run_dir = parent / (name if len(seeds) == 1 else f"{name}__seed{seed}")
+        done = run_dir / "metrics.json"
+        if resume_dir is not None and done.exists() and read_json(done).get("status") == "finished":
+            rows.append(read_json(done))
+            continue
+        if resume_dir is not None and not (run_dir / "config.yaml").exists():
+            prep.settings.resume = False
+        console.print(f"[bold]arm {name}[/] (seed {seed}) -> {run_dir}", highlight=False, soft_wrap=True)
+        rows.append(_run_prepared(prep, run_dir))
+    report = compare([parent], parent)
+    _print_runs(rows, title=f"{parent.name}")
+    from llmguide.rundir import write_json
+
+    write_json(parent / "results.json", {"runs": [{k: r.get(k) for k in _SHOWN + ("method", "env", "seed")} for r in rows],
+                                         "report": str(report.path), "plots": [str(p) for p in report.plots]})
+    for plot in report.plots:
+        console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
+    console.print(f"results: {parent / 'results.json'}", highlight=False, soft_wrap=True)
+    console.print(f"run dir: {parent}", highlight=False, soft_wrap=True)
+
+
+def _print_config_help(method: str) -> None:
+    from llmguide.config import RunSettings, describe_fields
+    from llmguide.methods import method_class
+
+    cls = method_class(method)
+    for title, model in ((f"{method}: {cls.Config.__doc__ or ''}".strip(), cls.Config), ("run settings (every method)", RunSettings)):
+        table = Table(title=title)
+        for col in ("key", "default", "description"):
+            table.add_column(col)
+        for key, default, doc in describe_fields(model):
+            table.add_row(key, default, doc)
+        console.print(table)
 
 
 @app.command()
 @friendly
 def run(
     config: Optional[Path] = typer.Argument(None, help="Run config YAML (with a `method:` key)."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds for a small sweep, e.g. 0,1,2."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: one run dir per seed."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its run dir."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run dirs go (default: $LLMGUIDE_RUNS_DIR or ./runs)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar while training (on a terminal)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (on a terminal)."),
     overrides: Optional[list[str]] = typer.Option(
         None, "--set", help="Override a config value: --set total_steps=20000 --set teacher.llm=gguf:/m.gguf (repeatable)."
     ),
@@ -285,17 +339,23 @@ def run(
         None, "--memory", help="Experience-memory dir kept across runs (DiLu, ScienceWorld); same as --set memory=PATH."
     ),
     approve: bool = typer.Option(False, "--approve", help="DiLu: ask a person to approve each reflected correction."),
+    help_config: bool = typer.Option(False, "--help-config", help="Print the method's config keys with defaults and docs, then exit."),
 ) -> None:
-    """Train from a config: one run dir per seed (config, logs, checkpoints, plots, metrics.json)."""
-    from llmguide.rundir import make_run_dir, write_yaml
+    """Run any method from a config: one run dir per seed (config, logs, checkpoints, plots, metrics.json)."""
+    from llmguide.core import load_run_config, prepare
 
+    show_bar = progress and sys.stderr.isatty()
     if resume is not None:
         if config is not None or seeds:
             raise ConfigError("--resume takes the run dir only (its config.yaml is reused); drop CONFIG and --seeds.")
-        cfg = _load_config(resume / "config.yaml")
-        cfg["resume"] = True
-        cfg["progress_bar"] = progress and sys.stderr.isatty()
-        _run_one(cfg, resume)
+        cfg = load_run_config(resume / "config.yaml")
+        if "arms" in cfg:
+            _study({k: v for k, v in cfg.items() if k != "seeds"}, list(cfg.get("seeds") or [cfg.get("seed", 0)]),
+                   None, show_bar, resume_dir=resume)
+            return
+        metrics = _run_prepared(prepare({**cfg, "resume": True, "progress": show_bar}), resume)
+        _print_runs([metrics], title=resume.name)
+        console.print(f"run dir: {resume}", highlight=False, soft_wrap=True)
         return
     if config is None:
         raise ConfigError("Give a config file (e.g. `llmguide run configs/minigrid_doorkey.yaml`) or --resume RUN_DIR.")
@@ -304,62 +364,79 @@ def run(
         extra.append(f"memory={memory}")
     if approve:
         extra.append("approve=true")
-    cfg = apply_overrides(_load_config(config), extra)
+    cfg = apply_overrides(load_run_config(config), extra)
+    if help_config:
+        _print_config_help(str(cfg["method"]))
+        return
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else [int(cfg.get("seed", 0))]
     except ValueError:
         raise ConfigError(f"--seeds must be integers separated by commas, got {seeds!r}.") from None
-    from llmguide.runners import get_runner
-
-    get_runner(str(cfg["method"]))  # unknown methods fail before any folder is made
-    results = []
-    for seed in seed_list:
-        one = dict(cfg, seed=seed)
-        run_dir = make_run_dir(str(one.get("env", "env")), str(one["method"]), seed, root=runs_dir)
-        write_yaml(run_dir / "config.yaml", one)
-        one["progress_bar"] = progress and sys.stderr.isatty()
-        results.append((seed, _run_one(one, run_dir)))
-    if len(results) > 1:
+    if "arms" in cfg:
+        _study(cfg, seed_list, runs_dir, show_bar)
+        return
+    prepared = [prepare({**cfg, "seed": seed, "progress": show_bar}) for seed in seed_list]  # validated before any folder
+    rows = []
+    for prep in prepared:
+        run_dir = _new_run_dir(cfg, prep.settings.seed, runs_dir)
+        rows.append(_run_prepared(prep, run_dir))
+        _print_runs([rows[-1]], title=run_dir.name)
+        console.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
+    if len(rows) > 1:
         import numpy as np
 
-        table = Table(title=f"{len(results)} seeds")
-        table.add_column("metric")
-        table.add_column("mean ± std")
-        table.add_column("per seed")
-        per_key: dict[str, list[float]] = {}
-        for _, metrics in results:
-            for key, value in _scalar_rows({k: v for k, v in metrics.items() if k not in ("table", "arms")}):
-                try:
-                    per_key.setdefault(key, []).append(float(value))
-                except ValueError:
-                    continue
-        for key, values in per_key.items():
-            if len(values) == len(results) and key != "seed":
-                arr = np.asarray(values)
-                table.add_row(key, f"{arr.mean():.4g} ± {arr.std():.2g}", ", ".join(f"{v:.4g}" for v in values))
+        table = Table(title=f"{len(rows)} seeds")
+        for col in ("metric", "mean ± std", "per seed"):
+            table.add_column(col)
+        for key in ("success", "score", "return_mean", "steps_to_target", "llm_calls", "steps_per_s"):
+            values = [r.get(key) for r in rows]
+            if all(isinstance(v, (int, float)) for v in values):
+                arr = np.asarray(values, dtype=float)
+                table.add_row(key, f"{arr.mean():.4g} ± {arr.std():.2g}", ", ".join(f"{v:.4g}" for v in arr))
         console.print(table)
+
+
+@app.command()
+@friendly
+def methods(method: Optional[str] = typer.Argument(None, help="A method name: print its config keys.")) -> None:
+    """List the methods, or one method's config keys with defaults and docs."""
+    from llmguide.methods import METHODS, method_class
+
+    if method is not None:
+        _print_config_help(method)
+        return
+    table = Table(title="Methods")
+    table.add_column("method")
+    table.add_column("kind")
+    table.add_column("config")
+    for name in METHODS:
+        cls = method_class(name)
+        table.add_row(name, cls.Config.kind, (cls.Config.__doc__ or "").strip().splitlines()[0])  # type: ignore[attr-defined]
+    console.print(table)
 
 
 @app.command("eval")
 @friendly
 def eval_run(
     run_dir: Path = typer.Argument(..., help="A run dir made by `llmguide run`."),
-    episodes: int = typer.Option(100, help="Evaluation episodes."),
+    episodes: int = typer.Option(20, help="Evaluation episodes."),
     deterministic: Optional[bool] = typer.Option(None, "--deterministic/--stochastic", help="Greedy or sampled actions (default: the run's setting)."),
 ) -> None:
-    """Evaluate a trained run on the plain env: no teacher, no LLM."""
-    import importlib
+    """Evaluate a run: a trained policy on the plain env (no teacher, no LLM), or an LLM agent on fixed seeds."""
+    from llmguide.core import evaluate
 
-    from llmguide.rundir import write_json
+    import yaml
 
-    cfg = _load_config(run_dir / "config.yaml")
-    target = EVALUATORS.get(str(cfg["method"]))
-    if target is None:
-        raise ConfigError(f"`llmguide eval` does not support method {cfg['method']!r} yet (supported: {', '.join(EVALUATORS)}).")
-    module, _, name = target.partition(":")
-    out = getattr(importlib.import_module(module), name)(run_dir, episodes=episodes, deterministic=deterministic)
-    write_json(run_dir / "eval.json", out)
-    _print_metrics(out, title=f"eval · {run_dir.name} · {episodes} episodes, no teacher")
+    cfg_path = run_dir / "config.yaml"
+    is_study = cfg_path.is_file() and "arms" in (yaml.safe_load(cfg_path.read_text()) or {})
+    runs = sorted(d for d in run_dir.iterdir() if (d / "config.yaml").exists()) if is_study else [run_dir]
+    rows = []
+    for one in runs:
+        out = evaluate(one, episodes=episodes, deterministic=deterministic)
+        rows.append({"label": one.name, "episodes": out["episodes"], "success": out["success"], "score": out["score"],
+                     "return_mean": out["return_mean"]})
+    _print_runs(rows, title=f"eval · {run_dir.name} · {episodes} episodes")
+    console.print(f"eval: {', '.join(str(r / 'eval.json') for r in runs)}", highlight=False, soft_wrap=True)
 
 
 # -- memory (memory/cli.py: stats, export, import, clear) ---------------------

@@ -126,7 +126,8 @@ def validation_message(err: ValidationError, method: str, known: list[str]) -> s
         elif item["type"] == "missing":
             lines.append(f"missing key {loc!r} for method {method!r}")
         else:
-            lines.append(f"{loc}: {item['msg']} (got {item.get('input')!r}) for method {method!r}")
+            msg = str(item["msg"]).removeprefix("Value error, ")
+            lines.append(f"{loc}: {msg} (got {item.get('input')!r}) for method {method!r}")
     return "Invalid config: " + "; ".join(lines) + f". Known keys: {', '.join(sorted(known))}."
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class PreparedRun:
     method_cls: type[Method]
     settings: RunSettings
     config: MethodConfig
+    #: live objects from Python (e.g. a teacher with a custom LLM) used instead of their config form
+    objects: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat config mapping this run is fully described by (what `config.yaml` holds)."""
@@ -46,13 +48,16 @@ class PreparedRun:
         return {**run, **self.config.model_dump(mode="json")}
 
 
-def prepare(raw: dict[str, Any]) -> PreparedRun:
-    """Validate a flat config mapping: method name, run settings, the method's own keys."""
+def prepare(raw: dict[str, Any], objects: dict[str, Any] | None = None) -> PreparedRun:
+    """Validate a flat config mapping: method name, run settings, the method's own keys.
+
+    `objects` are live Python objects that stand for config keys of the same name.
+    """
     if not isinstance(raw, dict) or "method" not in raw:
         raise ConfigError("A config must be a mapping with a `method` key (e.g. `method: subgoal`).")
     cls = method_class(str(raw["method"]))
     settings, config = split_config(raw, cls.Config)
-    return PreparedRun(cls, settings, config)
+    return PreparedRun(cls, settings, config, dict(objects or {}))
 
 
 def load_run_config(path: Path) -> dict[str, Any]:
@@ -80,7 +85,7 @@ def run(prepared: PreparedRun, run_dir: Path) -> RunMetrics:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "config.yaml").exists():
         write_yaml(run_dir / "config.yaml", prepared.to_dict())
-    method = prepared.method_cls(prepared.config, prepared.settings, run_dir)
+    method = prepared.method_cls(prepared.config, prepared.settings, run_dir, prepared.objects)
     METER.reset()
     start = time.perf_counter()
     try:
@@ -96,7 +101,7 @@ def run(prepared: PreparedRun, run_dir: Path) -> RunMetrics:
     return metrics
 
 
-def _llm_part(method: Method, steps: int) -> dict[str, Any]:
+def _llm_part(method: Method, steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
     from llmguide.llm import METER
 
     usage = method.llm_usage() or METER.snapshot().as_dict()

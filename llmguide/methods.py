@@ -42,8 +42,11 @@ class Method:
     name: ClassVar[str] = "method"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
 
-    def __init__(self, config: MethodConfig, settings: RunSettings, run_dir: Path) -> None:
+    def __init__(self, config: MethodConfig, settings: RunSettings, run_dir: Path,
+                 objects: dict[str, Any] | None = None) -> None:
+        #: live objects a Python user passed in place of their config form (a teacher with a custom LLM)
         self.config, self.settings, self.run_dir = config, settings, Path(run_dir)
+        self.objects: dict[str, Any] = dict(objects or {})
 
     @property
     def kind(self) -> str:

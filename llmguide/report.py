@@ -1,24 +1,21 @@
 """One comparison report for any set of runs: exports `build_report`, `compare`, `Report`,
 `RunSummary`, `load_runs`.
 
-Every method writes a run dir (``config.yaml``, ``metrics.json``, and for SB3
-learners ``progress.csv``); methods name their figures differently (a
-ScienceWorld ``score_mean``, a Crafter ``crafter_score``, a MiniGrid
-``success_rate``), so this module reads each run into one `RunSummary` and
-writes, in ``out_dir``:
+Every method ends its run with the same record (`llmguide.record.RunMetrics`
+in ``metrics.json``), so this module reads only that schema — no per-method
+keys — and writes, in ``out_dir``:
 
-- ``report.md``: a Markdown table — method (run label), env, seeds, final
-  score / return / success (mean ± std over seeds), LLM calls per env step and
-  per decision, throughput (env steps per second) — then the plots;
-- ``learning_curves.png``: mean ± std band over the seeds of each label
-  (SB3 ``progress.csv``: ``eval/success_rate``, else ``rollout/success_rate``,
-  else ``rollout/ep_rew_mean``; or the run's own ``evals`` list);
+- ``report.md``: a Markdown table — run label, env, seeds, success / score /
+  return (mean ± std over seeds), steps to the target, LLM calls per 1k env
+  steps, cache hit rate, fallbacks, invalid actions, env steps per second —
+  then the plots;
+- ``learning_curves.png``: mean ± std band over the seeds of each label, from
+  each record's `curve` (success where measured, else score, else return);
 - ``final_scores.png``: bars of each label's headline figure, one panel per kind;
-- ``llm_cost.png``: LLM calls per step and env steps per second per label.
+- ``llm_cost.png``: LLM calls per 1k env steps and env steps per second per label.
 
-Runs are grouped by label: ``config.yaml``'s ``name`` if set, else the method
-with its teacher or agent (``subgoal:oracle``, ``scienceworld:llm+memory``).
-A folder holding run dirs (a sweep, a ``compare: plain`` run) is expanded.
+Runs are grouped by their label (config `name`, else method and variant). A
+folder holding run dirs (seeds, the arms of a study) is expanded.
 
 Example:
     >>> from llmguide.report import compare                           # doctest: +SKIP
@@ -27,168 +24,84 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from llmguide.errors import ConfigError
+from llmguide.record import RunMetrics
 
 __all__ = ["RunSummary", "Report", "load_runs", "build_report", "compare"]
-
-_SCORE_KEYS = ("score_mean", "crafter_score", "score")
-_RETURN_KEYS = ("return_mean", "mean_return", "reward_mean", "episode_return_mean")
-_CURVE_KEYS = ("eval/success_rate", "rollout/success_rate", "rollout/ep_rew_mean")
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
-
-
-def _first(metrics: dict[str, Any], keys: Iterable[str]) -> float | None:
-    for key in keys:
-        value = _num(metrics.get(key))
-        if value is not None:
-            return value
-    return None
 
 
 @dataclass
 class RunSummary:
-    """What the report needs from one run dir, whatever the method."""
+    """One run dir and its record."""
 
     run_dir: Path
-    label: str
-    method: str
-    env: str
-    seed: int | None
-    score: float | None = None
-    ret: float | None = None
-    success: float | None = None
-    llm_per_step: float | None = None
-    llm_per_decision: float | None = None
-    steps_per_s: float | None = None
-    curve: tuple[list[float], list[float]] | None = None
-    curve_metric: str = ""
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: RunMetrics
+
+    @property
+    def label(self) -> str:
+        return self.metrics.label
+
+    @property
+    def seed(self) -> int:
+        return self.metrics.seed
+
+    @property
+    def curve(self) -> tuple[str, list[float], list[float]] | None:
+        """(figure, steps, values) of the learning curve: success, else score, else return."""
+        points = self.metrics.curve
+        for key in ("success", "score", "return_mean"):
+            pts = [(p.steps, getattr(p, key)) for p in points if getattr(p, key) is not None]
+            if pts:
+                return key, [float(x) for x, _ in pts], [float(y) for _, y in pts]
+        return None
 
     @property
     def headline(self) -> tuple[str, float] | None:
         """The figure the bars show: score, else success rate, else return."""
-        for name, value in (("score", self.score), ("success rate", self.success), ("return", self.ret)):
+        m = self.metrics
+        for name, value in (("score", m.score), ("success rate", m.success), ("return", m.return_mean)):
             if value is not None:
-                return name, value
+                return name, float(value)
         return None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    if not path.exists():
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    return data if isinstance(data, dict) else {}
-
-
-def _read_progress(path: Path) -> tuple[tuple[list[float], list[float]] | None, str, float | None]:
-    """(curve, its metric, last fps) from an SB3 progress.csv."""
-    if not path.exists():
-        return None, "", None
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return None, "", None
-    fps = [_num(r.get("time/fps")) for r in rows]
-    fps_last = next((f for f in reversed(fps) if f is not None), None)
-    for key in _CURVE_KEYS:
-        pts = [(_num(r.get("time/total_timesteps")), _num(r.get(key))) for r in rows]
-        pts = [(x, y) for x, y in pts if x is not None and y is not None]
-        if pts:
-            return ([x for x, _ in pts], [y for _, y in pts]), key, fps_last
-    return None, "", fps_last
-
-
-def _label(config: dict[str, Any], metrics: dict[str, Any], method: str) -> str:
-    if config.get("name"):
-        return str(config["name"])
-    detail = metrics.get("agent") or metrics.get("teacher")
-    if detail is None and method == "scienceworld":
-        detail = config.get("agent")
-    return f"{method}:{detail}" if detail else method
-
-
 def _summarize(run_dir: Path) -> RunSummary:
-    from llmguide.rundir import read_json
+    import json
 
-    config = _read_yaml(run_dir / "config.yaml")
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
-    method = str(config.get("method") or metrics.get("method") or "run")
-    env = str(metrics.get("env") or config.get("env") or "?")
-    tasks = metrics.get("tasks") or config.get("tasks")
-    if isinstance(tasks, list) and tasks:
-        env = f"{env} ({', '.join(map(str, tasks))})"
-    seed = metrics.get("seed", config.get("seed"))
-    s = RunSummary(run_dir, _label(config, metrics, method), method, env, int(seed) if _num(seed) is not None else None,
-                   metrics=metrics)
-    s.score = _first(metrics, _SCORE_KEYS)
-    s.success = _first(metrics, ("success_rate",))
-    s.ret = _first(metrics, _RETURN_KEYS)
-    evals = metrics.get("evals") if isinstance(metrics.get("evals"), list) else []
-    if s.ret is None and evals:
-        s.ret = _num(evals[-1].get("mean_return"))
-    s.llm_per_step = _first(metrics, ("llm_calls_per_step",))
-    teacher = metrics.get("teacher_metrics") or {}
-    if s.llm_per_step is None and _num(teacher.get("llm_calls_per_1k_steps")) is not None:
-        s.llm_per_step = float(teacher["llm_calls_per_1k_steps"]) / 1000.0
-    usage = metrics.get("llm") if isinstance(metrics.get("llm"), dict) else metrics.get("usage")
-    steps = _num(metrics.get("total_steps"))
-    if s.llm_per_step is None and isinstance(usage, dict) and steps:
-        s.llm_per_step = float(usage.get("calls", 0)) / steps
-    if s.llm_per_step is None and method == "subgoal" and not teacher:
-        s.llm_per_step = 0.0  # a plain learner asks no LLM
-    s.llm_per_decision = _first(metrics, ("llm_calls_per_decision",))
-    s.steps_per_s = _first(metrics, ("steps_per_s",))
-    if s.steps_per_s is None and (sps := _first(metrics, ("seconds_per_step",))):
-        s.steps_per_s = 1.0 / sps
-    curve, metric, fps = _read_progress(run_dir / "progress.csv")
-    if curve is None and evals and all("steps" in e and "success_rate" in e for e in evals):
-        curve, metric = ([float(e["steps"]) for e in evals], [float(e["success_rate"]) for e in evals]), "success_rate (evals)"
-    s.curve, s.curve_metric = curve, metric
-    if s.steps_per_s is None:
-        s.steps_per_s = fps
-    return s
+    from pydantic import ValidationError
+
+    path = run_dir / "metrics.json"
+    try:
+        return RunSummary(run_dir, RunMetrics.model_validate(json.loads(path.read_text())))
+    except (ValidationError, json.JSONDecodeError) as err:
+        raise ConfigError(
+            f"{path} is not a llmguide run record ({str(err).splitlines()[0]}); re-run it with `llmguide run` "
+            "(records from before the common schema cannot be reported)."
+        ) from None
 
 
 def _is_run(path: Path) -> bool:
-    return (path / "metrics.json").exists() or (path / "progress.csv").exists()
+    return (path / "metrics.json").exists()
 
 
 def _expand(path: Path, depth: int = 2) -> list[Path]:
-    """A run dir itself, or the run dirs inside a folder (a sweep, a ``compare: plain`` run's arms)."""
+    """A run dir itself, or the run dirs inside a folder (seeds, a study's arms), two levels deep."""
     if not path.is_dir():
         raise ConfigError(f"Run dir not found: {path}; give folders made by `llmguide run`.")
-    inner = [d for d in sorted(path.iterdir()) if d.is_dir() and _is_run(d)]
     if _is_run(path):
-        from llmguide.rundir import read_json
-
-        try:
-            has_arms = "arms" in read_json(path / "metrics.json")
-        except Exception:  # no or unreadable metrics: report the run itself
-            has_arms = False
-        return inner if inner and has_arms else [path]
-    if inner:
-        return inner
-    if depth > 0:
-        return [r for d in sorted(path.iterdir()) if d.is_dir() for r in _expand(d, depth - 1)]
-    return []
+        return [path]
+    found = []
+    for child in sorted(d for d in path.iterdir() if d.is_dir()):
+        if _is_run(child):
+            found.append(child)
+        elif depth > 0:
+            found += _expand(child, depth - 1)
+    return found
 
 
 def load_runs(run_dirs_or_results: Iterable[Any]) -> list[RunSummary]:
@@ -232,17 +145,22 @@ def _table(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
     rows = []
     for label, members in _groups(runs).items():
         n = len(members)
-        seeds = sorted({m.seed for m in members if m.seed is not None})
+        ms = [m.metrics for m in members]
+        seeds = sorted({m.seed for m in ms})
         rows.append({
-            "method": label,
-            "env": ", ".join(sorted({m.env for m in members})),
-            "seeds": ", ".join(map(str, seeds)) or "–",
-            "score": _fmt(_stat([m.score for m in members]), n),
-            "return": _fmt(_stat([m.ret for m in members]), n),
-            "success": _fmt(_stat([m.success for m in members]), n),
-            "LLM calls/step": _fmt(_stat([m.llm_per_step for m in members]), n),
-            "LLM calls/decision": _fmt(_stat([m.llm_per_decision for m in members]), n),
-            "steps/s": _fmt(_stat([m.steps_per_s for m in members]), n),
+            "run": label,
+            "env": ", ".join(sorted({m.env for m in ms})),
+            "seeds": ", ".join(map(str, seeds)),
+            "success": _fmt(_stat([m.success for m in ms]), n),
+            "score": _fmt(_stat([m.score for m in ms]), n),
+            "return": _fmt(_stat([m.return_mean for m in ms]), n),
+            "steps": _fmt(_stat([float(m.steps) for m in ms]), n),
+            "steps to target": _fmt(_stat([m.steps_to_target for m in ms]), n),
+            "LLM calls/1k steps": _fmt(_stat([m.llm_calls_per_1k_steps for m in ms]), n),
+            "cache hits": _fmt(_stat([m.cache_hit_rate if m.llm_calls else None for m in ms]), n),
+            "fallbacks": _fmt(_stat([float(m.fallbacks) for m in ms]), n),
+            "invalid": _fmt(_stat([float(m.invalid_actions) for m in ms]), n),
+            "steps/s": _fmt(_stat([m.steps_per_s for m in ms]), n),
             "runs": n,
         })
     return rows
@@ -273,22 +191,22 @@ def _plot_curves(runs: Sequence[RunSummary], path: Path) -> Path | None:
 
     curves: dict[str, tuple[list[float], list[float]]] = {}
     bands: dict[str, tuple[list[float], list[float]]] = {}
-    metrics = set()
+    figures = set()
     for label, members in _groups(runs).items():
-        with_curve = [m for m in members if m.curve and len(m.curve[0]) > 0]
+        with_curve = [c for c in (m.curve for m in members) if c is not None and c[1]]
         if not with_curve:
             continue
-        metrics.update(m.curve_metric for m in with_curve)
-        end = min(max(m.curve[0]) for m in with_curve)  # type: ignore[index]
-        grid = sorted({x for m in with_curve for x in m.curve[0] if x <= end})  # type: ignore[index]
-        ys = np.array([np.interp(grid, m.curve[0], m.curve[1]) for m in with_curve])  # type: ignore[index]
+        figures.update(c[0] for c in with_curve)
+        end = min(max(c[1]) for c in with_curve)
+        grid = sorted({x for c in with_curve for x in c[1] if x <= end})
+        ys = np.array([np.interp(grid, c[1], c[2]) for c in with_curve])
         mean, std = ys.mean(axis=0), ys.std(axis=0)
         name = f"{label} (n={len(with_curve)})"
         curves[name] = (grid, mean.tolist())
         bands[name] = ((mean - std).tolist(), (mean + std).tolist())
     if not curves:
         return None
-    ylabel = " / ".join(sorted(metrics))
+    ylabel = " / ".join(sorted(figures))
     return plot_curves(curves, path, title="Learning curves (mean ± std over seeds)", ylabel=ylabel, bands=bands)
 
 
@@ -325,14 +243,14 @@ def _plot_bars(runs: Sequence[RunSummary], path: Path) -> Path | None:
 def _plot_cost(runs: Sequence[RunSummary], path: Path) -> Path | None:
     groups = _groups(runs)
     labels = list(groups)
-    calls = [_stat([m.llm_per_step for m in groups[label]]) for label in labels]
-    speed = [_stat([m.steps_per_s for m in groups[label]]) for label in labels]
+    calls = [_stat([m.metrics.llm_calls_per_1k_steps for m in groups[label]]) for label in labels]
+    speed = [_stat([m.metrics.steps_per_s for m in groups[label]]) for label in labels]
     if all(c is None for c in calls) and all(s is None for s in speed):
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(labels) + 4), 4.2), dpi=110)
     try:
-        for ax, stats, title in ((axes[0], calls, "LLM calls per env step"), (axes[1], speed, "env steps per second")):
+        for ax, stats, title in ((axes[0], calls, "LLM calls per 1k env steps"), (axes[1], speed, "env steps per second")):
             ax.bar(range(len(labels)), [s[0] if s else 0.0 for s in stats], yerr=[s[1] if s else 0.0 for s in stats],
                    capsize=4, color="tab:orange" if "LLM" in title else "tab:green", alpha=0.8)
             ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
@@ -398,15 +316,16 @@ def compare(run_dirs_or_results: Iterable[Any], out_dir: str | Path | None = Non
         "",
         _markdown_table(rows),
         "",
-        "Score: the method's own score (ScienceWorld 0–100, Crafter score %); success: success rate; "
-        "LLM calls per env step (training-time teacher calls for learners; 0 = no LLM); steps/s: env steps per second.",
+        "Success: success rate of the final evaluation (trained methods: the policy alone, no LLM); score: the env's "
+        "own score (ScienceWorld 0–100, Crafter score %); LLM calls per 1k env steps (training-time teacher calls "
+        "for learners; 0 = no LLM); fallbacks: LLM answers replaced by the explicit fallback; steps/s: env steps per second.",
         "",
         "## Plots",
         "",
     ]
     lines += [f"![{p.stem}]({p.name})" for p in plots] or ["(no plottable data)"]
     lines += ["", "## Runs", ""]
-    lines += [f"- `{r.label}` seed {r.seed}: {r.run_dir}" + (f" (curve: {r.curve_metric})" if r.curve else "") for r in runs]
+    lines += [f"- `{r.label}` seed {r.seed}: {r.run_dir}" + (f" (curve: {r.curve[0]})" if r.curve else "") for r in runs]
     markdown = "\n".join(lines) + "\n"
     path = out / "report.md"
     tmp = path.with_suffix(".md.tmp")

@@ -234,6 +234,14 @@ def _callbacks(method: TrainedMethod, settings: RunSettings, run_dir: Path, hist
     return counter, PeriodicEval(), Checkpointer(counter)
 
 
+def _logger(run_dir: Path, suffix: str) -> Any:
+    """SB3's logger writing CSV (`progress{suffix}.csv`, a fresh file per resumed segment) and TensorBoard."""
+    from stable_baselines3.common.logger import Logger, make_output_format
+
+    formats = [make_output_format("csv", str(run_dir), suffix), make_output_format("tensorboard", str(run_dir))]
+    return Logger(str(run_dir), formats)
+
+
 def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **overrides}
 
@@ -243,7 +251,6 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
     `settings.resume`); raises `RunInterrupted` after saving a checkpoint on Ctrl-C."""
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.logger import configure
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     cfg = method.config
@@ -282,8 +289,7 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
                 model = cls(method.policy_name(), venv, seed=settings.seed, verbose=0, device="cpu", **kwargs)
             except TypeError as err:
                 raise ConfigError(f"learner_kwargs for {cfg.learner} rejected: {err}.") from None  # type: ignore[attr-defined]
-        suffix = f"-resume{state['resumes']}" if resuming else ""
-        model.set_logger(configure(str(run_dir), ["csv", "tensorboard"], log_suffix=suffix))
+        model.set_logger(_logger(run_dir, f"-resume{state['resumes']}" if resuming else ""))
         counter, evaluator, checkpointer = _callbacks(method, settings, run_dir, history, state)
         callbacks = CallbackList([counter, *method.callbacks(), evaluator, checkpointer])
         remaining = int(settings.total_steps or 0) - int(state.get("num_timesteps", 0))

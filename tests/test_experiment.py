@@ -1,7 +1,8 @@
-"""Experiment / Result: run dir contents, evaluation without LLM, checkpoints and resume, bad input."""
+"""Experiment / Result on the core: run dir contents, evaluation without LLM, checkpoints and resume, bad input."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,37 +12,39 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from llmguide.teachers import OracleTeacher, RandomTeacher, SubgoalTeacher
 
 from llmguide import Experiment, Result
-from llmguide.errors import ConfigError, EnvNotFoundError
-from llmguide.experiment import make_teacher, run_subgoal_config, steps_to_target
+from llmguide.agents.subgoal_method import make_teacher, teacher_config
+from llmguide.errors import ConfigError
 from llmguide.llm import METER
+from llmguide.record import RunMetrics
+from llmguide.training import RunInterrupted, steps_to_target
 
 TINY: dict[str, Any] = {
     "n_envs": 2,
     "learner_kwargs": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
     "policy_kwargs": {"net_arch": [16]},
-    "eval_episodes": 2,
 }
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_run_dir_has_everything_and_evaluation_uses_no_llm(tmp_path: Path) -> None:
     teacher = SubgoalTeacher(FakeListChatModel(responses=['{"choice": "yellow key"}']), "object")
-    exp = Experiment("MiniGrid-DoorKey-5x5-v0", teacher, total_steps=512, eval_every=256, checkpoint_every=256,
-                     run_dir=tmp_path, **TINY)
+    exp = Experiment("MiniGrid-DoorKey-5x5-v0", teacher=teacher, total_steps=512,
+                     eval={"every": 256, "episodes": 2}, checkpoint_every=256, run_dir=tmp_path / "run", **TINY)
     result = exp.run()
-    for name in ("config.yaml", "progress.csv", "evals.csv", "model.zip", "learning_curve.png", "metrics.json",
-                 "checkpoints/model.zip", "checkpoints/state.json"):
-        assert (tmp_path / name).exists(), name
-    assert list(tmp_path.glob("events.out.tfevents.*"))
-    m = result.metrics
-    assert m["teacher"] == "llm-object" and m["teacher_metrics"]["teacher_calls"] >= 1
-    assert len(m["evals"]) >= 2 and 0.0 <= m["success_rate"] <= 1.0
+    run = tmp_path / "run"
+    for name in ("config.yaml", "progress.csv", "model.zip", "metrics.json", "checkpoints/model.zip", "checkpoints/state.json"):
+        assert (run / name).exists(), name
+    assert list(run.glob("events.out.tfevents.*"))
+    m = RunMetrics.model_validate(result.metrics)
+    assert m.method == "subgoal" and m.kind == "trained" and m.steps >= 512
+    assert m.extras["teacher"] == "llm-object" and m.extras["teacher_metrics"]["teacher_calls"] >= 1
+    assert m.llm_calls >= 1 and len(m.curve) >= 2 and 0.0 <= (m.success or 0.0) <= 1.0
     calls = METER.snapshot().calls
-    out = Result.load(tmp_path).evaluate(episodes=4)
+    out = Result.load(run).evaluate(episodes=4)
     assert METER.snapshot().calls == calls  # no LLM at evaluation
-    assert out["teacher_used"] is False and 0.0 <= out["success_rate"] <= 1.0
-    assert (tmp_path / "eval.json").exists()
-    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert out["llm_used"] is False and 0.0 <= out["success"] <= 1.0 and len(out["records"]) == 4
+    assert (run / "eval.json").exists()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["method"] == "subgoal" and cfg["teacher"]["kind"] == "object"
 
 
@@ -56,69 +59,77 @@ def test_interrupt_leaves_a_resumable_checkpoint(tmp_path: Path, monkeypatch: py
         return original(self)
 
     monkeypatch.setattr(guidance.TeacherMetricsCallback, "_on_step", interrupt)
-    exp = Experiment("MiniGrid-DoorKey-5x5-v0", OracleTeacher(), total_steps=512, eval_every=0,
-                     checkpoint_every=10_000, run_dir=tmp_path, **TINY)
-    with pytest.raises(KeyboardInterrupt):
+    exp = Experiment("MiniGrid-DoorKey-5x5-v0", teacher=OracleTeacher(), total_steps=512, eval={"every": 0, "episodes": 2},
+                     checkpoint_every=10_000, run_dir=tmp_path, learner="DQN",
+                     learner_kwargs={"learning_starts": 64, "buffer_size": 1000}, n_envs=2, policy_kwargs={"net_arch": [16]})
+    with pytest.raises(RunInterrupted) as stop:
         exp.run()
-    state = yaml.safe_load((tmp_path / "checkpoints" / "state.json").read_text())
-    assert state["num_timesteps"] >= 256
+    assert stop.value.resumable
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    first_rows = (tmp_path / "progress.csv").read_text()
+    assert state["num_timesteps"] >= 256 and (tmp_path / "checkpoints" / "replay_buffer.pkl").exists()
     monkeypatch.setattr(guidance.TeacherMetricsCallback, "_on_step", original)
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    metrics = run_subgoal_config({**config, "resume": True}, tmp_path)
-    assert metrics["total_steps"] >= 512
-    assert (tmp_path / "model.zip").exists()
-
-
-def test_compare_runs_plain_and_guided_side_by_side(tmp_path: Path) -> None:
-    config = {
-        "method": "subgoal", "env": "MiniGrid-Empty-5x5-v0", "teacher": "oracle", "total_steps": 256,
-        "n_envs": 2, "learner_kwargs": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
-        "policy_kwargs": {"net_arch": [16]}, "eval": {"every": 0, "episodes": 2}, "compare": "plain",
-    }
-    m = run_subgoal_config(config, tmp_path)
-    assert Path(m["plot"]).exists() and {r["arm"] for r in m["table"]} == {"plain", "guided"}
-    assert (tmp_path / "plain" / "model.zip").exists() and (tmp_path / "guided" / "model.zip").exists()
-    assert "teacher_metrics" not in m["arms"]["plain"]
+    m = RunMetrics.model_validate(exp.run(resume=True).metrics)
+    assert m.steps >= 512 and m.resumes == 1 and (tmp_path / "model.zip").exists()
+    assert (tmp_path / "progress.csv").read_text() == first_rows  # the first segment's log is never overwritten
+    assert (tmp_path / "progress-resume1.csv").exists()
 
 
 @pytest.mark.parametrize(
-    "kwargs, error, match",
+    "kwargs, match",
     [
-        ({"env": "MiniGrid-DoorKey-8x8-v9"}, EnvNotFoundError, "DoorKey-8x8-v0"),
-        ({"env": "CartPole-v1"}, ConfigError, "MiniGrid"),
-        ({"learner": "PPO2"}, ConfigError, "PPO"),
-        ({"teacher": {"type": "oracle", "kind": "smell"}}, ConfigError, "kind"),
-        ({"teacher": "genius"}, ConfigError, "teacher type"),
-        ({"teacher": {"type": "subgoal", "temperature": 3}}, ConfigError, "temperature"),
-        ({"bonus": 0.5, "max_bonus": 1.2}, ConfigError, "max_bonus"),
-        ({"vec_env": "ray"}, ConfigError, "vec_env"),
+        ({"env": "MiniGrid-DoorKey-8x8-v9"}, "DoorKey-8x8-v0"),
+        ({"env": "CartPole-v1"}, "MiniGrid"),
+        ({"learner": "PPO2"}, "PPO"),
+        ({"teacher": {"type": "oracle", "kind": "smell"}}, "kind"),
+        ({"teacher": "genius"}, "teacher.type"),
+        ({"teacher": {"type": "subgoal", "temperature": 3}}, "temperature"),
+        ({"guidance": {"bonus": 0.5, "max_bonus": 1.2}}, "max_bonus"),
+        ({"vec_env": "ray"}, "vec_env"),
+        ({"total_steps": -5}, "total_steps"),
+        ({"episodes": 3}, "total_steps"),
     ],
 )
-def test_bad_input_gives_clear_errors(kwargs: dict[str, Any], error: type, match: str) -> None:
+def test_bad_input_gives_clear_errors(kwargs: dict[str, Any], match: str) -> None:
     args = {"env": "MiniGrid-DoorKey-5x5-v0", **kwargs}
-    with pytest.raises(error, match=match):
-        Experiment(**args)
+    with pytest.raises(ConfigError, match=match):
+        exp = Experiment(**args)
+        if "learner" in kwargs:
+            exp.run()
 
 
-def test_unknown_config_keys_are_rejected() -> None:
-    with pytest.raises(ConfigError, match="totl_steps"):
+def test_unknown_config_keys_say_did_you_mean() -> None:
+    with pytest.raises(ConfigError, match="unknown key 'totl_steps' for method 'subgoal'. Did you mean 'total_steps'"):
         Experiment.from_config({"method": "subgoal", "env": "MiniGrid-DoorKey-5x5-v0", "totl_steps": 3})
-    with pytest.raises(ConfigError, match="episods"):
+    with pytest.raises(ConfigError, match="eval.episods"):
         Experiment.from_config({"method": "subgoal", "env": "MiniGrid-DoorKey-5x5-v0", "eval": {"episods": 3}})
 
 
 def test_oracle_on_an_unplannable_env_fails_clearly(tmp_path: Path) -> None:
-    exp = Experiment("MiniGrid-Fetch-5x5-N2-v0", "oracle", total_steps=64, eval_every=0, run_dir=tmp_path, **TINY)
+    exp = Experiment("MiniGrid-Fetch-5x5-N2-v0", teacher="oracle", total_steps=64, eval={"every": 0}, run_dir=tmp_path, **TINY)
     with pytest.raises(ConfigError, match="cannot plan"):
         exp.run()
 
 
 @pytest.mark.parametrize("name", ["minigrid_doorkey.yaml", "demo.yaml"])
-def test_shipped_configs_are_valid(name: str) -> None:
+def test_shipped_subgoal_configs_are_valid(name: str) -> None:
     config = yaml.safe_load((REPO / "configs" / name).read_text())
-    assert config["method"] == "subgoal"
-    exp = Experiment.from_config({k: v for k, v in config.items() if k != "compare"})
-    assert isinstance(exp.teacher, SubgoalTeacher) and exp.teacher._llm is None  # the model loads lazily
+    for over in config.pop("arms", {"": {}}).values():
+        exp = Experiment.from_config({**config, **over})
+        assert exp.config.env == config["env"]
+
+
+def test_teacher_objects_round_trip_to_config_without_losing_fields() -> None:
+    teacher = SubgoalTeacher("smollm2", "positional", mode="free", max_queries=7, retries=1, include_view=True,
+                             max_tokens=32, llm_kwargs={"n_threads": 1}, option_order="layout")
+    exp = Experiment("MiniGrid-DoorKey-5x5-v0", teacher=teacher, total_steps=64)
+    cfg = exp.to_config()
+    assert cfg["teacher"] == teacher_config(teacher).model_dump()
+    again = Experiment.from_config(yaml.safe_load(yaml.safe_dump(cfg)))
+    assert again.to_config() == cfg
+    rebuilt = make_teacher(again.config.teacher)
+    for field in ("kind", "mode", "max_queries", "retries", "include_view", "max_tokens", "llm_kwargs", "option_order"):
+        assert getattr(rebuilt, field) == getattr(teacher, field), field
 
 
 def test_make_teacher_forms() -> None:
@@ -130,10 +141,10 @@ def test_make_teacher_forms() -> None:
 
 
 def test_steps_to_target_uses_a_rolling_window() -> None:
-    rows = [{"steps": s, "success_rate": r} for s, r in [(10, 0.5), (20, 0.95), (30, 0.8), (40, 0.95), (50, 1.0)]]
+    rows = [{"steps": s, "success": r} for s, r in [(10, 0.5), (20, 0.95), (30, 0.8), (40, 0.95), (50, 1.0)]]
     assert steps_to_target(rows, 0.9, window=2) == 50
     assert steps_to_target(rows, 0.9, window=1) == 20
-    skipped = [{"steps": 10, "success_rate": 0.95, "evaluated": False}, {"steps": 20, "success_rate": 0.95}]
+    skipped = [{"steps": 10, "success": 0.95, "evaluated": False}, {"steps": 20, "success": 0.95}]
     assert steps_to_target(skipped, 0.9, window=2) is None
-    exact = [{"steps": 10, "success_rate": 0.85}, {"steps": 20, "success_rate": 0.95}]  # mean 0.8999... in floats
+    exact = [{"steps": 10, "success": 0.85}, {"steps": 20, "success": 0.95}]  # mean 0.8999... in floats
     assert steps_to_target(exact, 0.9, window=2) == 20

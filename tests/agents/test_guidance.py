@@ -116,28 +116,28 @@ def test_learners_train_with_a_teacher(learner: str, tmp_path: Path) -> None:
     if learner == "RecurrentPPO":
         kwargs["policy_kwargs"] = {"net_arch": [16], "lstm_hidden_size": 16}
     exp = Experiment(
-        "MiniGrid-DoorKey-5x5-v0", OracleTeacher("object"), learner=learner, total_steps=256, n_envs=2,
-        observe_subgoal=learner in ("PPO", "DQN"), learner_kwargs=kwargs, policy_kwargs={"net_arch": [16]},
-        eval_every=0, eval_episodes=2, checkpoint_every=0, run_dir=tmp_path / learner,
+        "MiniGrid-DoorKey-5x5-v0", teacher=OracleTeacher("object"), learner=learner, total_steps=256, n_envs=2,
+        guidance={"observe_subgoal": learner in ("PPO", "DQN")}, learner_kwargs=kwargs, policy_kwargs={"net_arch": [16]},
+        eval={"every": 0, "episodes": 2}, checkpoint_every=0, run_dir=tmp_path / learner,
     )
     m = exp.run().metrics
-    assert m["total_steps"] >= 256 and m["learner"] == learner
-    assert "teacher_metrics" in m and (tmp_path / learner / "model.zip").exists()
+    assert m["steps"] >= 256 and m["extras"]["learner"] == learner
+    assert "teacher_metrics" in m["extras"] and (tmp_path / learner / "model.zip").exists()
 
 
 def test_callback_logs_teacher_keys(tmp_path: Path) -> None:
     from llmguide.experiment import Experiment
 
     exp = Experiment(
-        "MiniGrid-Empty-5x5-v0", OracleTeacher("object"), total_steps=512, n_envs=2,
+        "MiniGrid-Empty-5x5-v0", teacher=OracleTeacher("object"), total_steps=512, n_envs=2,
         learner_kwargs={"n_steps": 64, "batch_size": 64, "n_epochs": 1}, policy_kwargs={"net_arch": [16]},
-        eval_every=0, eval_episodes=2, checkpoint_every=0, run_dir=tmp_path,
+        eval={"every": 0, "episodes": 2}, checkpoint_every=0, run_dir=tmp_path,
     )
     m = exp.run().metrics
     header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
     for key in ("teacher/calls", "teacher/cache_hit_rate", "teacher/subgoals_reached", "teacher/bonus_share", "rollout/success_rate"):
         assert key in header, key
-    assert m["teacher_metrics"]["teacher_queries"] > 0 and m["teacher_metrics"]["episodes"] > 0
+    assert m["extras"]["teacher_metrics"]["teacher_queries"] > 0 and m["extras"]["teacher_metrics"]["episodes"] > 0
 
 
 @pytest.mark.slow
@@ -148,13 +148,13 @@ def test_subproc_workers_share_the_teacher_cache(tmp_path: Path) -> None:
     teacher = SubgoalTeacher(FakeListChatModel(responses=['{"choice": "yellow key"}']), "object",
                              cache=TeacherCache(tmp_path / "subgoals.sqlite"))
     exp = Experiment(
-        "MiniGrid-DoorKey-5x5-v0", teacher, total_steps=512, n_envs=2, vec_env="subproc",
+        "MiniGrid-DoorKey-5x5-v0", teacher=teacher, total_steps=512, n_envs=2, vec_env="subproc",
         learner_kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 1}, policy_kwargs={"net_arch": [16]},
-        eval_every=0, eval_episodes=2, checkpoint_every=0, run_dir=tmp_path / "run",
+        eval={"every": 0, "episodes": 2}, checkpoint_every=0, run_dir=tmp_path / "run",
     )
     m = exp.run().metrics
     cache = TeacherCache(tmp_path / "subgoals.sqlite")
     assert len(cache) >= 1
-    tm = m["teacher_metrics"]
+    tm = m["extras"]["teacher_metrics"]
     assert tm["teacher_queries"] > 0 and tm["teacher_cache_hit_rate"] > 0
     assert teacher.stats.queries == 0  # the workers asked their own copies, not this one
