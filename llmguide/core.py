@@ -97,8 +97,23 @@ def run(prepared: PreparedRun, run_dir: Path) -> RunMetrics:
             raise ConfigError(f"Method {method.name!r} must subclass TrainedMethod or AgentMethod.")
     finally:
         method.close()
+    metrics.extras["plot"] = _plot_curve(metrics, run_dir / "learning_curve.png")
     write_json(run_dir / "metrics.json", metrics.model_dump(mode="json"))
     return metrics
+
+
+def _plot_curve(metrics: RunMetrics, path: Path) -> str | None:
+    """The run's own learning curve as a PNG (success where measured, else score, else return)."""
+    from llmguide.plots import plot_curves
+
+    for key in ("success", "score", "return_mean"):
+        points = [(p.steps, getattr(p, key)) for p in metrics.curve if getattr(p, key) is not None]
+        if points:
+            title = f"{metrics.env} · {metrics.label}"
+            xlabel = "environment steps" + (" (evaluated without the LLM)" if metrics.kind == "trained" else "")
+            return str(plot_curves({metrics.label: ([x for x, _ in points], [y for _, y in points])}, path,
+                                   title=title, ylabel=key, xlabel=xlabel))
+    return None
 
 
 def _llm_part(method: Method, steps: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -15,13 +15,16 @@ quick = nb([
     ("md", "## Five lines: env + teacher + learner -> run -> evaluate\n\n`OracleTeacher` is the scripted upper bound; "
            "swap in `SubgoalTeacher(llm=\"smollm2\", kind=\"object\")` for an LLM teacher (any `gguf:PATH` or `openai:MODEL` spec works)."),
     ("code", "from llmguide import Experiment\nfrom llmguide.teachers import OracleTeacher\n\n"
-             "exp = Experiment(env=\"MiniGrid-DoorKey-5x5-v0\", teacher=OracleTeacher(\"object\"), learner=\"PPO\",\n"
-             "                 total_steps=256, seed=0, n_envs=2, eval_every=128, eval_episodes=2, run_dir=workdir / \"oracle\")\n"
+             "exp = Experiment(env=\"MiniGrid-DoorKey-5x5-v0\", method=\"subgoal\", teacher=OracleTeacher(\"object\"),\n"
+             "                 learner=\"PPO\", total_steps=256, seed=0, n_envs=2, eval={\"every\": 128, \"episodes\": 2},\n"
+             "                 run_dir=workdir / \"oracle\")\n"
              "result = exp.run()\n"
              "result.evaluate(episodes=2)  # the policy alone: no teacher, no LLM"),
     ("md", "## The same learner without a teacher, for comparison"),
-    ("code", "plain = Experiment(env=\"MiniGrid-DoorKey-5x5-v0\", teacher=None, learner=\"PPO\", total_steps=256, seed=0,\n"
-             "                   n_envs=2, eval_every=128, eval_episodes=2, run_dir=workdir / \"plain\").run()"),
+    ("code", "plain = Experiment(env=\"MiniGrid-DoorKey-5x5-v0\", method=\"subgoal\", teacher=None, learner=\"PPO\",\n"
+             "                   total_steps=256, seed=0, n_envs=2, eval={\"every\": 128, \"episodes\": 2},\n"
+             "                   run_dir=workdir / \"plain\").run()\n"
+             "exp.to_config()  # the same run as a `llmguide run` config"),
     ("md", "## One report across runs\n\n`compare` (also `llmguide report RUN_DIR... --out DIR` on the command line) writes "
            "`report.md` and PNGs: learning curves with seed spread, final scores, LLM cost and throughput."),
     ("code", "from llmguide.report import compare\n\nreport = compare([result, plain], workdir / \"report\")\nreport.show()"),

@@ -80,19 +80,21 @@ cells = [
     ),
     new_markdown_cell(
         "## An experiment\n"
-        "`Experiment` composes env + teacher + learner and writes a run dir (config, CSV + TensorBoard logs, "
-        "checkpoints, learning-curve PNG, metrics.json). A few thousand steps only, here."
+        "`Experiment` composes env + teacher + learner through the core every method shares, and writes a run dir "
+        "(config, CSV + TensorBoard logs, checkpoints, learning-curve PNG, metrics.json in the common `RunMetrics` "
+        "schema). A few thousand steps only, here."
     ),
     new_code_cell(
         "from llmguide import Experiment\n"
-        "exp = Experiment(env='MiniGrid-DoorKey-5x5-v0', teacher=OracleTeacher('object'), learner='PPO',\n"
-        "                 total_steps=2048, seed=0, n_envs=4, eval_every=1024, eval_episodes=4,\n"
+        "exp = Experiment(env='MiniGrid-DoorKey-5x5-v0', method='subgoal', teacher=OracleTeacher('object'), learner='PPO',\n"
+        "                 total_steps=2048, seed=0, n_envs=4, eval={'every': 1024, 'episodes': 4},\n"
         "                 learner_kwargs={'n_steps': 128, 'batch_size': 128, 'n_epochs': 2})\n"
         "result = exp.run()\n"
         "m = result.metrics\n"
         "print(result.run_dir)\n"
-        "print({k: m[k] for k in ('success_rate', 'steps_to_target', 'steps_per_s')})\n"
-        "print({k: round(v, 3) if isinstance(v, float) else v for k, v in m['teacher_metrics'].items() if k != 'calls_curve'})"
+        "print({k: m[k] for k in ('success', 'steps_to_target', 'steps_per_s')})\n"
+        "tm = m['extras']['teacher_metrics']\n"
+        "print({k: round(v, 3) if isinstance(v, float) else v for k, v in tm.items() if k != 'calls_curve'})"
     ),
     new_markdown_cell("Evaluation runs the trained policy on the plain env: no teacher, no LLM call."),
     new_code_cell(
@@ -102,7 +104,7 @@ cells = [
     ),
     new_code_cell(
         "from IPython.display import Image\n"
-        "Image(filename=m['plot'])"
+        "Image(filename=m['extras']['plot'])"
     ),
     new_markdown_cell(
         "## A stronger teacher without code changes\n"
