@@ -138,7 +138,7 @@ def cache_stats(path: Optional[Path] = typer.Option(None, help="Cache file (defa
 
     stats = ResponseCache(path).stats()
     if not stats["exists"]:
-        console.print(f"no cache file at {stats['path']} (it is created by the first cached LLM call)", highlight=False)
+        console.print(f"no cache file at {stats['path']} (the first cached LLM call creates it)", highlight=False, soft_wrap=True)
         return
     for key in ("path", "entries", "bytes"):
         console.print(f"{key}: {stats[key]}", highlight=False)

@@ -69,6 +69,11 @@ def _decode(item: dict[str, Any]) -> Generation:
     return ChatGeneration(message=message, generation_info=item.get("info"))
 
 
+#: file states (path, inode, size, mtime) this process has already quick-checked
+_CHECKED: set[tuple[str, int, int, int]] = set()
+_CHECKED_LOCK = threading.Lock()
+
+
 def _corrupt(path: Path, err: sqlite3.DatabaseError) -> LLMGuideError:
     return store_error(
         "LLM response cache", path, err,
@@ -100,11 +105,40 @@ class ResponseCache(BaseCache):
             return self._conn
         try:
             conn = connect_shared(self.path, _SCHEMA)
-            conn.execute("SELECT count(*) FROM responses").fetchone()
         except sqlite3.DatabaseError as err:
+            raise _corrupt(self.path, err) from err
+        try:
+            conn.execute("SELECT count(*) FROM responses").fetchone()
+            self._check_once(conn)
+        except sqlite3.DatabaseError as err:
+            conn.close()
             raise _corrupt(self.path, err) from err
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _check_once(self, conn: sqlite3.Connection) -> None:
+        """``PRAGMA quick_check`` the first time this process opens the file as it is now.
+
+        A file with an intact header but damaged pages opens and counts fine;
+        without this, new answers would be written into it until a lookup
+        happens to read a bad page. Checking once per process and file state
+        (a file changed on disk since is checked again) keeps it cheap.
+        """
+        if str(self.path) == ":memory:":
+            return
+        st = self.path.stat()
+        key = (str(self.path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+        with _CHECKED_LOCK:
+            if key in _CHECKED:
+                return
+        rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        if rows != ["ok"]:
+            # One line for the CLI: the first problem, and how many more.
+            problems = [line for row in rows for line in row.splitlines() if line and not line.startswith("***")]
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise sqlite3.DatabaseError(f"integrity check failed: {problems[0] if problems else rows[0]}{more}")
+        with _CHECKED_LOCK:
+            _CHECKED.add(key)
 
     # -- BaseCache --------------------------------------------------------
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
@@ -142,16 +176,24 @@ class ResponseCache(BaseCache):
 
     # -- extras -----------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Entries on disk, file size and this process's hit/miss counters."""
-        with self._lock:
-            try:
-                entries = self._connect().execute("SELECT count(*) FROM responses").fetchone()[0]
-            except sqlite3.DatabaseError as err:
-                raise _corrupt(self.path, err) from err
+        """Entries on disk, file size and this process's hit/miss counters.
+
+        A missing file is reported (``exists: False``, no entries), not created:
+        looking at a cache must not leave one behind.
+        """
+        exists = str(self.path) == ":memory:" or self.path.exists()
+        entries = 0
+        if exists:
+            with self._lock:
+                try:
+                    entries = self._connect().execute("SELECT count(*) FROM responses").fetchone()[0]
+                except sqlite3.DatabaseError as err:
+                    raise _corrupt(self.path, err) from err
         size = self.path.stat().st_size if self.path.exists() else 0
         total = self.hits + self.misses
         return {
             "path": str(self.path),
+            "exists": exists,
             "entries": entries,
             "bytes": size,
             "hits": self.hits,

@@ -4,21 +4,29 @@ Why our own: the community integration is deprecated, and we need three
 things it does not give together: one shared ``Llama`` per process (loading
 is the slow part and llama.cpp's prefix cache lives in it), a lock (one
 ``Llama`` is not thread-safe), and JSON-schema constrained decoding exposed
-through ``response_format`` so every structured answer parses.
+through ``response_format`` so every structured answer parses. The same
+grammars back LangChain's ``with_structured_output``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field, PrivateAttr
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.utils.function_calling import convert_to_json_schema
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from llmguide.errors import ModelFileError
 
@@ -100,11 +108,34 @@ def _to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
     return out
 
 
+def _usage(prompt_tokens: int, completion_tokens: int) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=prompt_tokens,
+        output_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
+
+
+def _json_schema_of(schema: dict[str, Any] | type) -> dict[str, Any]:
+    """The JSON schema llama.cpp compiles to a grammar, from any schema form LangChain accepts:
+    a pydantic class, a JSON schema dict, an OpenAI ``{"name", "schema"}`` response format,
+    an OpenAI tool/function dict or a ``TypedDict``."""
+    if isinstance(schema, type) and is_basemodel_subclass(schema):
+        return schema.model_json_schema()
+    if isinstance(schema, dict):
+        if isinstance(schema.get("schema"), dict):
+            return schema["schema"]
+        if "function" not in schema and "parameters" not in schema:
+            return schema
+    return convert_to_json_schema(schema)
+
+
 class ChatLlamaCpp(BaseChatModel):
     """Chat model on a local GGUF file via llama-cpp-python.
 
-    Constrained decoding: pass ``response_format={"type": "json_object",
-    "schema": {...}}`` (``llmguide.llm.structured`` does this for you).
+    Constrained decoding: ``llm.with_structured_output(Model)``, or pass
+    ``response_format={"type": "json_object", "schema": {...}}`` yourself
+    (``llmguide.llm.structured`` does this, with validation and retries).
 
     >>> from llmguide.llm import load
     >>> llm = load("smollm2")                      # doctest: +SKIP
@@ -186,11 +217,7 @@ class ChatLlamaCpp(BaseChatModel):
         usage = out.get("usage") or {}
         message = AIMessage(
             content=choice["message"].get("content") or "",
-            usage_metadata={
-                "input_tokens": usage.get("prompt_tokens", 0),
-                "output_tokens": usage.get("completion_tokens", 0),
-                "total_tokens": usage.get("total_tokens", 0),
-            },
+            usage_metadata=_usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
             response_metadata={"finish_reason": choice.get("finish_reason"), "model": self.model_name},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -202,13 +229,81 @@ class ChatLlamaCpp(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        """Stream text deltas, then one empty last chunk that carries usage and finish reason.
+
+        llama.cpp's stream reports no token counts, so they are derived here:
+        a 1-token probe gives the prompt count exactly (its prompt evaluation is
+        reused by the stream through llama.cpp's prefix match, so it costs about
+        one token), and the context length after the stream gives the rest:
+        every sampled token but the last is evaluated, and the last one is
+        either the end-of-generation token ("stop", not counted, as in
+        non-streamed usage) or the one that hit ``max_tokens`` ("length").
+        A stop *string* ending the stream counts one token short.
+        """
+        args = self._call_args(messages, stop, **kwargs)
         llama, lock = self._llama()
+        finish = None
         with lock:
-            for part in llama.create_chat_completion(stream=True, **self._call_args(messages, stop, **kwargs)):
-                delta = part["choices"][0].get("delta", {}).get("content")
+            probe = {"messages": args["messages"], "max_tokens": 1, "temperature": 0.0, "seed": args["seed"]}
+            prompt_tokens = llama.create_chat_completion(**probe)["usage"]["prompt_tokens"]
+            for part in llama.create_chat_completion(stream=True, **args):
+                choice = part["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                delta = choice.get("delta", {}).get("content")
                 if not delta:
                     continue
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                if run_manager is not None:
-                    run_manager.on_llm_new_token(delta, chunk=chunk)
-                yield chunk
+                # No on_llm_new_token here: langchain-core calls it for every chunk we yield.
+                yield ChatGenerationChunk(message=AIMessageChunk(content=delta))
+            completion_tokens = llama.n_tokens - prompt_tokens + int(finish == "length")
+        last = AIMessageChunk(
+            content="",
+            usage_metadata=_usage(prompt_tokens, max(completion_tokens, 0)),
+            response_metadata={"finish_reason": finish, "model": self.model_name},
+            chunk_position="last",
+        )
+        yield ChatGenerationChunk(message=last)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: Literal["json_schema", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """A runnable that answers with ``schema`` (a pydantic instance, or a dict for other schemas).
+
+        LangChain's contract, on llama.cpp grammars instead of tool calls:
+        ``method="json_schema"`` (default) constrains decoding to the schema,
+        ``"json_mode"`` to any JSON object. ``include_raw=True`` returns
+        ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}`` and never
+        raises on a bad answer (e.g. one cut short by ``max_tokens``).
+        ``strict`` is accepted for compatibility: decoding is always constrained.
+        Calls go through the response cache (the schema is part of the key)
+        and the usage meter like any other call.
+        """
+        if kwargs:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        if method == "json_schema":
+            response_format = {"type": "json_object", "schema": _json_schema_of(schema)}
+        elif method == "json_mode":
+            response_format = {"type": "json_object"}
+        else:
+            raise ValueError(
+                f"ChatLlamaCpp has no tool calling: use method='json_schema' (default) or 'json_mode', not {method!r}."
+            )
+        llm = self.bind(
+            response_format=response_format,
+            ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
+        )
+        parser: Runnable
+        if isinstance(schema, type) and is_basemodel_subclass(schema):
+            parser = PydanticOutputParser(pydantic_object=schema)
+        else:
+            parser = JsonOutputParser()
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([unparsed], exception_key="parsing_error")

@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from langchain_core.language_models import BaseChatModel
 
 from llmguide.errors import ModelFileError, ModelSpecError
@@ -152,6 +151,9 @@ def _load_openai(
         seed=seed,
         timeout=timeout,
         max_retries=1,
+        # Token usage on streamed calls too (OpenAI, vLLM); langchain-openai turns it on
+        # only for api.openai.com. Servers without `stream_options` ignore it.
+        stream_usage=True,
         cache=response_cache,
         callbacks=[METER],
     )

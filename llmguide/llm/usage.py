@@ -75,16 +75,20 @@ class UsageMeter(BaseCallbackHandler):
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kw: Any) -> None:
         elapsed_ms = (time.perf_counter() - self._starts.pop(run_id, time.perf_counter())) * 1e3
-        hit, prompt_t, completion_t = False, 0, 0
+        hit, prompt_t, completion_t, reported = False, 0, 0, False
         for gens in response.generations:
             for gen in gens:
                 message = getattr(gen, "message", None)
                 if message is None:
                     continue
                 hit = hit or bool(message.response_metadata.get(CACHE_HIT_KEY))
-                usage = getattr(message, "usage_metadata", None) or {}
-                prompt_t += int(usage.get("input_tokens", 0))
-                completion_t += int(usage.get("output_tokens", 0))
+                usage = getattr(message, "usage_metadata", None)
+                if usage:
+                    reported = True
+                    prompt_t += int(usage.get("input_tokens", 0))
+                    completion_t += int(usage.get("output_tokens", 0))
+        if not reported:
+            prompt_t, completion_t = _llm_output_tokens(response.llm_output)
         with self._lock:
             self.calls += 1
             if hit:
@@ -133,6 +137,13 @@ class UsageMeter(BaseCallbackHandler):
     def __reduce__(self) -> tuple:
         # Pickled into a subprocess (SubprocVecEnv), it becomes that process's meter.
         return (_process_meter, ())
+
+
+def _llm_output_tokens(llm_output: dict[str, Any] | None) -> tuple[int, int]:
+    """(prompt, completion) tokens from ``llm_output["token_usage"]``: the older place where
+    models that put no ``usage_metadata`` on their messages report usage."""
+    usage = (llm_output or {}).get("token_usage") or {}
+    return int(usage.get("prompt_tokens", 0) or 0), int(usage.get("completion_tokens", 0) or 0)
 
 
 def _process_meter() -> UsageMeter:
