@@ -58,10 +58,10 @@ def run_file(work: Path, row: dict[str, Any]) -> Path:
 def load_row(path: Path) -> dict[str, Any]:
     """A stored row, its steps to 0.9 recomputed from its evaluations with the current rule
     (rows written before the rule's float fix reported some runs one evaluation late)."""
-    from llmguide.experiment import steps_to_target
+    from llmguide.training import steps_to_target
 
     row = json.loads(path.read_text())
-    history = [{"steps": s, "success_rate": v, "evaluated": e} for s, v, e in row["evals"]]
+    history = [{"steps": s, "success": v, "evaluated": e} for s, v, e in row["evals"]]
     row["steps_to_0.9"] = steps_to_target(history, 0.9, window=2)
     return row
 
@@ -75,20 +75,19 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     exp = Experiment(
         env=job["env"],
+        method="subgoal",
         teacher=teacher_spec(job["teacher"], job["llm"], job["positional_budget"], job["max_queries"]),
         learner="PPO",
         total_steps=job["cap"],
         seed=job["seed"],
         n_envs=8,
-        eval_every=job["eval_every"],
-        eval_episodes=job["eval_episodes"],
-        stop_at_target=True,
+        eval={"every": job["eval_every"], "episodes": job["eval_episodes"], "stop_at_target": True, "gate": 0.2},
         checkpoint_every=0,
         run_dir=Path(job["work"]) / f"{job['env']}__{job['teacher']}__{job['seed']}",
     )
     start = time.perf_counter()
     m = exp.run().metrics
-    tm = m.get("teacher_metrics") or {}
+    tm = m["extras"].get("teacher_metrics") or {}
     curve = tm.get("calls_curve") or []
     after = [(s, c) for s, c in curve if s >= WARMUP_STEPS]
     warm_rate = None
@@ -97,8 +96,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return {
         **{k: job[k] for k in ("env", "teacher", "seed", "cap", "max_queries")},
         "steps_to_0.9": m["steps_to_target"],
-        "steps_trained": m["total_steps"],
-        "final_success_rate": m["success_rate"],
+        "steps_trained": m["steps"],
+        "final_success_rate": m["success"],
         "steps_per_s": m["steps_per_s"],
         "wall_s": time.perf_counter() - start,
         "llm_calls": tm.get("teacher_calls", 0),
@@ -110,8 +109,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "budget_skips": tm.get("teacher_budget_skips", 0),
         "bonus_share": tm.get("teacher_bonus_share"),
         "subgoals_per_episode": tm.get("teacher_subgoals_per_episode"),
-        "llm_latency_ms_p50": (m.get("llm") or {}).get("latency_ms_p50"),
-        "evals": [(e["steps"], e["success_rate"], e.get("evaluated", True)) for e in m["evals"]],
+        "llm_latency_ms_p50": (m["extras"].get("llm_usage") or {}).get("latency_ms_p50"),
+        "evals": [(e["steps"], e["success"], e.get("evaluated", True)) for e in m["curve"]],
     }
 
 
@@ -130,12 +129,11 @@ def throughput(env: str, llm: str, steps: int, repeats: int = 2) -> dict[str, An
     rates: dict[str, list[float]] = {"plain": [], "guided": []}
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up: fills the teacher cache (and the response cache) for this env
-        Experiment(env, teacher, total_steps=steps, seed=99, eval_every=0, eval_episodes=1, checkpoint_every=0,
-                   run_dir=Path(tmp) / "warm").run()
+        quick = {"eval": {"every": 0, "episodes": 1}, "checkpoint_every": 0}
+        Experiment(env, teacher=teacher, total_steps=steps, seed=99, run_dir=Path(tmp) / "warm", **quick).run()
         for r in range(repeats):
             for arm, t in (("plain", None), ("guided", teacher)):
-                m = Experiment(env, t, total_steps=steps, seed=r, eval_every=0, eval_episodes=1, checkpoint_every=0,
-                               run_dir=Path(tmp) / f"{arm}{r}").run().metrics
+                m = Experiment(env, teacher=t, total_steps=steps, seed=r, run_dir=Path(tmp) / f"{arm}{r}", **quick).run().metrics
                 rates[arm].append(m["steps_per_s"])
     plain, guided = statistics.median(rates["plain"]), statistics.median(rates["guided"])
     return {"env": env, "steps": steps, "plain_steps_per_s": plain, "guided_steps_per_s": guided,
@@ -295,7 +293,7 @@ def results_markdown(summary: dict[str, Any]) -> str:
                   f"{t['plain_steps_per_s']:.0f} steps/s, guided (LLM object teacher) {t['guided_steps_per_s']:.0f} "
                   f"steps/s, ratio **{ratio:.2f}**; LLM calls during the measure: {t['teacher_calls_during_measure']}."), ""]
     lines += [
-        ("Reading the LLM rows: SmolLM2-135M takes the first listed option whatever the state (DESIGN.md measured "
+        ("Reading the LLM rows: SmolLM2-135M takes the first listed option whatever the state (SPRING runs showed "
          "the same). With the options listed key, door, goal (`llm-object-ordered`) it reproduces the oracle's "
          "DoorKey sequence exactly, so that run is step-for-step the oracle run of the same seed: it measures the "
          "option order, not the model. With shuffled options (the default) its answer is a fixed, state-hashed pick "

@@ -34,8 +34,16 @@ def test_missing_model_file_for_serve(tmp_path) -> None:
 
 
 def test_cache_stats_and_clear(tmp_path) -> None:
+    from langchain_core.outputs import Generation
+
+    from llmguide.llm import ResponseCache
+
     path = tmp_path / "c.sqlite"
-    assert runner.invoke(app, ["cache", "stats", "--path", str(path)]).exit_code == 0
+    cache = ResponseCache(path)
+    cache.update("prompt", "llm", [Generation(text="answer")])
+    cache.close()
+    stats = runner.invoke(app, ["cache", "stats", "--path", str(path)])
+    assert stats.exit_code == 0 and "entries: 1" in stats.output
     result = runner.invoke(app, ["cache", "clear", "--path", str(path)])
     assert result.exit_code == 0 and "removed" in result.output
     assert not path.exists()
