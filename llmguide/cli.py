@@ -208,7 +208,7 @@ def _fmt(value: Any) -> str:
 
 #: the RunMetrics keys shown in the CLI's tables, in this order
 _SHOWN = ("label", "status", "steps", "episodes", "success", "score", "return_mean", "steps_to_target", "llm_calls",
-          "llm_calls_per_1k_steps", "fallbacks", "invalid_actions", "steps_per_s", "wall_s")
+          "llm_calls_per_1k_steps", "fallbacks", "first_option_rate", "invalid_actions", "steps_per_s", "wall_s")
 
 
 def _print_runs(rows: list[dict[str, Any]], title: str) -> None:

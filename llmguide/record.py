@@ -50,6 +50,8 @@ class RunMetrics(BaseModel):
     llm_calls_per_1k_steps: float = 0.0
     cache_hit_rate: float = 0.0
     fallbacks: int = 0
+    first_option_rate: float | None = Field(
+        None, description="Share of LLM choices among listed options that picked the first one (position bias).")
     invalid_actions: int = 0
     resumes: int = Field(0, description="How many times this run was resumed.")
     curve: list[CurvePoint] = Field(default_factory=list)
@@ -65,4 +67,5 @@ def llm_figures(usage: dict[str, Any], steps: int) -> dict[str, Any]:
         "llm_calls_per_1k_steps": 1000.0 * calls / steps if steps else 0.0,
         "cache_hit_rate": hits / calls if calls else 0.0,
         "fallbacks": int(usage.get("fallbacks", 0)),
+        "first_option_rate": usage.get("first_option_rate"),
     }

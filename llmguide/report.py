@@ -159,6 +159,7 @@ def _table(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
             "LLM calls/1k steps": _fmt(_stat([m.llm_calls_per_1k_steps for m in ms]), n),
             "cache hits": _fmt(_stat([m.cache_hit_rate if m.llm_calls else None for m in ms]), n),
             "fallbacks": _fmt(_stat([float(m.fallbacks) for m in ms]), n),
+            "first option": _fmt(_stat([m.first_option_rate for m in ms]), n),
             "invalid": _fmt(_stat([float(m.invalid_actions) for m in ms]), n),
             "steps/s": _fmt(_stat([m.steps_per_s for m in ms]), n),
             "runs": n,
