@@ -109,7 +109,7 @@ def merge_result(out: Path, name: str, metrics: dict[str, Any], args: argparse.N
     data["settings"] = {
         "env": "llmguide/Crafter-v0", "max_steps": args.max_steps, "seed": args.seed,
         "rl_episodes": args.rl_episodes, "llm_episodes": args.llm_episodes, "ppo_steps": args.ppo_steps,
-        "spring_max_tokens": args.max_tokens, "dag": "configs/spring_dag.yaml", "context": "manual (crafter data.yaml)",
+        "spring_max_tokens": args.max_tokens, "dag": "default (packaged)", "context": "manual (crafter data.yaml)",
     }
     write_json(out, data)
 

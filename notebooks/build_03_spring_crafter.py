@@ -17,16 +17,17 @@ CELLS = [
         "constrained choice, so an invalid action cannot happen.\n\n"
         "Budgets here are tiny (a 2-question DAG, 16-token answers, 3 steps) so the notebook runs in about "
         "a minute on a CPU with the embedded 135M model. `configs/spring_crafter.yaml` runs the full "
-        "default DAG (`configs/spring_dag.yaml`); point `llm:` at a larger model to make it play better."
+        "default DAG (packaged with `llmguide.teachers`); point `llm:` at a larger model to make it play better."
     ),
     new_code_cell(
         "import os\n"
         "os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # llama.cpp threads sleep instead of spinning on a shared CPU\n"
         "import json, tempfile\n"
         "from pathlib import Path\n"
-        "from llmguide.teachers.spring import (DEFAULT_DAG_PATH, clean_latex, crafter_manual, load_dag,\n"
-        "                                      select_paragraphs, split_paragraphs)\n"
-        "ROOT = DEFAULT_DAG_PATH.parents[1]\n"
+        "import llmguide\n"
+        "from llmguide.teachers.spring import (clean_latex, crafter_manual, load_dag, select_paragraphs,\n"
+        "                                      split_paragraphs)\n"
+        "ROOT = Path(llmguide.__file__).resolve().parents[1]  # the repository (the LaTeX fixture is in tests/)\n"
         "manual = crafter_manual()\n"
         "print('\\n'.join(manual.splitlines()[:12]), '\\n...')"
     ),
@@ -49,7 +50,7 @@ CELLS = [
         "node), run level by level; the nodes of one level run concurrently on an OpenAI-compatible server."
     ),
     new_code_cell(
-        "dag = load_dag()   # configs/spring_dag.yaml: SPRING's questions\n"
+        "dag = load_dag()   # the packaged default: SPRING's questions\n"
         "for level in dag.levels:\n"
         "    for node in level:\n"
         "        print(f'{node:13s} parents={list(dag.nodes[node].parents)}: {dag.nodes[node].question[:70]}')\n"

@@ -64,8 +64,9 @@ __all__ = [
     "split_paragraphs",
 ]
 
-#: The DAG shipped with the project (SPRING's questions).
-DEFAULT_DAG_PATH = Path(__file__).resolve().parents[1] / "configs" / "spring_dag.yaml"
+#: The DAG shipped inside the package (SPRING's questions): package data next to this module,
+#: so it is found the same way from a source checkout, an editable install or a wheel.
+DEFAULT_DAG_PATH = Path(__file__).resolve().parent / "data" / "spring_dag.yaml"
 
 RELEVANCE_QUESTION = (
     "Is this paragraph useful for an agent that must play the game well "
