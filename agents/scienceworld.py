@@ -11,7 +11,7 @@ valid actions), ``seed_memory_from_gold``, ``evaluate_scienceworld`` and
 ``run_scienceworld_config`` (the ``scienceworld`` runner behind ``llmguide
 run configs/scienceworld.yaml``).
 
-Why it is built this way (papers.md §6, knowledge-enhanced text-game agents):
+Why it is built this way (knowledge-enhanced text-game agents, Chhikara et al., 2023):
 a ScienceWorld room offers up to ~1000 valid actions, far too many to list to
 an LLM. Each step the agent ranks the valid actions cheaply (MiniLM cosine to
 the task and the latest observation, or word overlap), keeps the top-K with at

@@ -1,6 +1,6 @@
 """ScienceWorld benchmark: random-valid-action vs the LLM agent without / with injected knowledge.
 
-Arms (papers.md §6): random, llm, llm+memory, llm+affordances, llm+memory+affordances,
+Arms (after Chhikara et al., 2023): random, llm, llm+memory, llm+affordances, llm+memory+affordances,
 each over the same tasks and test variations with a small step cap. Each arm is a
 normal run dir (config.yaml + metrics.json + episodes.json + logs/), so
 `llmguide report RUNS_DIR/*` compares them; this script also writes that report

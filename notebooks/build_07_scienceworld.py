@@ -12,7 +12,7 @@ sw = nb([
     ("md", "# ScienceWorld: an LLM agent with injected knowledge\n\n"
            "The agent acts only through ScienceWorld's valid actions: the valid list (up to ~1000 in a room) is pre-filtered "
            "to the top-K most task-relevant ones and the LLM picks one with constrained choice, so it can never emit an invalid action. "
-           "Two knowledge switches (papers.md §6): `memory` (previous correct actions from the vector memory) and "
+           "Two knowledge switches (after Chhikara et al., 2023): `memory` (previous correct actions from the vector memory) and "
            "`affordances` (what the relevant objects afford). Needs Java. Tiny budgets: the embedded 135M model is a weak reasoner; "
            "`benchmarks/scienceworld_agents.py` has the measured comparison."),
     ("code", "import tempfile\nfrom pathlib import Path\n\nworkdir = Path(tempfile.mkdtemp(prefix=\"llmguide-sw-\"))"),

@@ -2,7 +2,7 @@
 `comprehension_score`, `behaviour_text`, `unlocked_since`, `subgoal_achievement`,
 `SUBGOALS`, `GUIDE_SYSTEM`.
 
-The loop (RLAdapter, 2023; see shared/papers.md §4): every `every` env steps
+The loop (RLAdapter, Zhang et al., 2023): every `every` env steps
 per env, a small *adapter* LM reads the agent's state text, what it did since
 the last guidance and its *comprehension score* — how well that behaviour
 matched the last subgoal, ``sigmoid(scale * cos(embed(behaviour),
