@@ -7,8 +7,11 @@ annotator) and client overhead (time inside submit/drain); annotator labels/s
 and dedup rate.
 Part 2 (learning): a fixed PPO budget on NetHackScore-v0 and a sparse task
 (NetHackStaircase-v0) for extrinsic-only and each reward model, 2 seeds:
-mean training-episode return and evaluation return (stochastic policy,
-``run_episodes`` loop).
+mean training-episode return and evaluation return (stochastic policy on the
+plain env, the core's final evaluation).
+
+Every run is one ``method: oni`` run of the core (``llmguide.core.prepare/run``)
+in a temporary run dir; its figures come from ``RunMetrics`` and its ``extras``.
 
     .venv/bin/python benchmarks/oni_nethack.py                  # full (~25 min on 2 cores)
     .venv/bin/python benchmarks/oni_nethack.py --quick          # smoke (~2 min)
@@ -33,17 +36,32 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from llmguide.teachers.oni.runner import ONIConfig, train_oni
 from tqdm.auto import tqdm
 
+from llmguide.core import prepare, run
 from llmguide.rundir import write_json
 
 OUT = Path(__file__).parent / "results" / "oni_nethack.json"
+
+
+def run_oni(base: dict[str, Any], eval_episodes: int, **config: Any) -> dict[str, Any]:
+    """One core run of ``method: oni`` in a temporary run dir: its RunMetrics as a dict.
+
+    The core always ends with an evaluation; ``eval_episodes=0`` (throughput runs) keeps it to one episode.
+    ``steps_per_s`` is taken over ``learn()`` alone (``extras.learn_s``; ``eval.every=0`` keeps every
+    evaluation out of it), the measure this benchmark has always used.
+    """
+    raw = {"method": "oni", **base, **config, "eval": {"every": 0, "episodes": max(1, eval_episodes)}}
+    with tempfile.TemporaryDirectory(prefix="oni-bench-") as run_dir:
+        metrics = run(prepare(raw), Path(run_dir)).model_dump(mode="json")
+    metrics["steps_per_s"] = metrics["steps"] / metrics["extras"]["learn_s"]
+    return metrics
 
 
 def parse_cpus(text: str | None) -> list[int] | None:
@@ -141,19 +159,19 @@ def print_learning(returns: dict[str, Any]) -> None:
 def throughput(steps: int, repeats: int, llm: str, base: dict[str, Any]) -> dict[str, Any]:
     """Alternate off/on runs with the same seed (same learner pinning); ratio of mean steps/s."""
     on, off, waits, annot, e2e_dedup, overhead, client_oh, client_frac, drops = [], [], [], [], [], [], [], [], []
-    base = {k: v for k, v in base.items() if k != "eval_episodes"}
     for _ in tqdm(range(repeats), desc="throughput off/on"):
-        m_off = train_oni(ONIConfig(**base, reward_model="none", timesteps=steps, seed=0, eval_episodes=0))
+        m_off = run_oni(base, 0, reward_model="none", total_steps=steps, seed=0)
         off.append(m_off["steps_per_s"])
-        m_on = train_oni(ONIConfig(**base, reward_model="hash", timesteps=steps, seed=0, eval_episodes=0, llm=llm))
+        m_on = run_oni(base, 0, reward_model="hash", total_steps=steps, seed=0, llm=llm)
         on.append(m_on["steps_per_s"])
-        waits.append(m_on["learner_wait_s"])
-        annot.append(m_on["annotator"])
-        client = m_on["client"]
-        e2e_dedup.append(1.0 - m_on["annotator"].get("accepted", 0) / max(client["submitted"], 1))
-        overhead.append(m_on["oni"]["overhead_s"] / m_on["train_s"])
-        client_oh.append(m_on["client_overhead_s"])
-        client_frac.append(m_on["client_overhead_frac"])
+        extras = m_on["extras"]
+        waits.append(extras["learner_wait_s"])
+        annot.append(extras["annotator"])
+        client = extras["client"]
+        e2e_dedup.append(1.0 - extras["annotator"].get("accepted", 0) / max(client["submitted"], 1))
+        overhead.append(extras["wrapper_overhead_frac"])
+        client_oh.append(extras["client_overhead_s"])
+        client_frac.append(extras["client_overhead_frac"])
         drops.append(client.get("incoming_drops", 0))
     return {
         "steps": steps,
@@ -179,21 +197,22 @@ def throughput(steps: int, repeats: int, llm: str, base: dict[str, Any]) -> dict
 
 
 def learning(tasks: list[str], models: list[str], seeds: list[int], steps: int, llm: str, base: dict[str, Any],
-             results: dict[str, Any]) -> None:
+             eval_episodes: int, results: dict[str, Any]) -> None:
     grid = [(t, m, s) for t in tasks for m in models for s in seeds]
     table = results.setdefault("returns", {})
     for task, model, seed in tqdm(grid, desc="learning runs"):
-        m = train_oni(ONIConfig(**base, env=task, reward_model=model, timesteps=steps, seed=seed, llm=llm))
+        m = run_oni(base, eval_episodes, env=task, reward_model=model, total_steps=steps, seed=seed, llm=llm)
+        extras = m["extras"]
         row = table.setdefault(task, {}).setdefault(model, {"seeds": [], "train_return": [], "eval_return": [],
                                                             "steps_per_s": [], "labels": [], "learner_wait_s": [],
                                                             "client_overhead_s": []})
         row["seeds"].append(seed)
-        row["train_return"].append(m["train_return_mean"])
-        row["eval_return"].append(m.get("eval", {}).get("return_mean", float("nan")))
+        row["train_return"].append(extras["train_return_mean"] or 0.0)
+        row["eval_return"].append(m["return_mean"] if m["return_mean"] is not None else float("nan"))
         row["steps_per_s"].append(m["steps_per_s"])
-        row["labels"].append(m.get("annotator", {}).get("labels", 0))
-        row["learner_wait_s"].append(m.get("learner_wait_s", 0.0))
-        row["client_overhead_s"].append(m.get("client_overhead_s", 0.0))
+        row["labels"].append(extras.get("annotator", {}).get("labels", 0))
+        row["learner_wait_s"].append(extras.get("learner_wait_s", 0.0))
+        row["client_overhead_s"].append(extras.get("client_overhead_s", 0.0))
         row["train_return_mean"] = float(np.mean(row["train_return"]))
         row["eval_return_mean"] = float(np.mean(row["eval_return"]))
         write_json(results["_out"], {k: v for k, v in results.items() if k != "_out"})
@@ -224,8 +243,7 @@ def main() -> None:
         args.tp_steps, args.repeats, args.steps, args.seeds = 1024, 1, 1024, [0]
     placement = place(parse_cpus(args.learner_cpus), parse_cpus(args.annotator_cpus), args.nice, args.learn_nice)
     base = {"n_envs": 4, "max_episode_steps": 1000, "annotator_nice": args.nice, "annotator_threads": 1,
-            "eval_episodes": args.eval_episodes, "annotator_cpus": placement["annotator_affinity"],
-            "torch_threads": placement["torch_threads"]}
+            "annotator_cpus": placement["annotator_affinity"], "torch_threads": placement["torch_threads"]}
     started = time.time()
     results: dict[str, Any] = {
         "_out": args.out,
@@ -253,7 +271,8 @@ def main() -> None:
         results["budgets"]["learning"] = budgets.get("learning") or {
             k: budgets.get(k) for k in ("learning_steps", "seeds", "tasks", "models", "annotator_nice_learning")}
     else:
-        learning(args.tasks, args.models, args.seeds, args.steps, args.llm, {**base, "annotator_nice": args.learn_nice}, results)
+        learning(args.tasks, args.models, args.seeds, args.steps, args.llm, {**base, "annotator_nice": args.learn_nice},
+                 args.eval_episodes, results)
     results["wall_s"] = time.time() - started
     write_json(args.out, {k: v for k, v in results.items() if k != "_out"})
     print_learning(results.get("returns", {}))

@@ -8,7 +8,9 @@ The learner never waits for the LLM. Parts (one concept per module):
 - ``client``  — ``AnnotatorClient``: non-blocking learner-side client (background thread).
 - ``reward``  — ``HashReward``, ``ClassifierReward``, ``RankingReward`` (+ ``make_reward_model``).
 - ``wrapper`` — ``ONIRewardWrapper`` (SB3 VecEnv), ``ONILogCallback``, ``NLEObsWrapper``, ``NLEFeatures``.
-- ``runner``  — ``train_oni`` / ``run_oni_config`` (``llmguide run configs/oni_nethack.yaml``).
+
+The training run itself is the ``oni`` method, ``llmguide.agents.oni.ONIMethod``
+(``llmguide run configs/oni_nethack.yaml``): teachers never import agents.
 
 Names are imported lazily, so ``import llmguide.teachers.oni`` pulls in neither
 torch nor FastAPI.
@@ -34,16 +36,13 @@ __all__ = [
     "LabelStore",
     "NLEFeatures",
     "NLEObsWrapper",
-    "ONIConfig",
     "ONILogCallback",
     "ONIRewardWrapper",
     "RankingReward",
     "caption_hash",
     "create_app",
     "make_reward_model",
-    "run_oni_config",
     "start_annotator",
-    "train_oni",
 ]
 
 _WHERE = {
@@ -54,7 +53,6 @@ _WHERE = {
     "IntrinsicReward": "reward", "HashReward": "reward", "ClassifierReward": "reward", "RankingReward": "reward",
     "make_reward_model": "reward",
     "ONIRewardWrapper": "wrapper", "ONILogCallback": "wrapper", "NLEObsWrapper": "wrapper", "NLEFeatures": "wrapper",
-    "ONIConfig": "runner", "train_oni": "runner", "run_oni_config": "runner",
 }
 
 
