@@ -3,9 +3,9 @@
 Exports ``DiLuAgent`` (``act(obs, info)`` for the shared evaluation loop),
 ``DecisionStep`` (one traced decision), ``DrivingLog`` (mean speed and crash
 flags for any agent in the loop), ``no_collision`` (the success criterion),
-``console_approve`` (a human approves each reflection), ``make_dilu_env`` and
-``run_dilu_config`` (the ``dilu`` runner behind
-``llmguide run configs/dilu_highway.yaml``).
+``console_approve`` (a human approves each reflection), ``make_dilu_env``, and
+``DiLuMethod`` / ``DiLuConfig`` (``method: dilu`` for ``llmguide run
+configs/dilu_highway.yaml``).
 
 Following DiLu (Wen et al., ICLR 2024):
 - Reasoning: the scene text -> the ``k`` most similar past experiences from the
@@ -22,6 +22,8 @@ Following DiLu (Wen et al., ICLR 2024):
   with a persistent path, across runs. No gradient steps anywhere.
 
 Example:
+    >>> from llmguide.core import prepare, run                              # doctest: +SKIP
+    >>> run(prepare({"method": "dilu", "episodes": 2, "decisions": 5}), "runs/dilu")  # doctest: +SKIP
     >>> from llmguide.agents.loop import run_episodes, summarize          # doctest: +SKIP
     >>> env = make_dilu_env()                                               # doctest: +SKIP
     >>> agent = DiLuAgent(llm="smollm2", memory="runs/dilu-memory", k=3)    # doctest: +SKIP
@@ -39,21 +41,25 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from llmguide.agents.loop import EpisodeRecord, run_episodes, summarize
+from llmguide.agents.loop import EpisodeRecord
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from llmguide.config import AgentConfig
 from llmguide.errors import ConfigError
-from llmguide.llm import METER, choose, load
+from llmguide.llm import choose, load
+from llmguide.methods import AgentMethod, EpisodePlan
 
 __all__ = [
     "DILU_ENV_CONFIG",
     "DRIVING_RULES",
     "DecisionStep",
     "DiLuAgent",
+    "DiLuConfig",
+    "DiLuMethod",
     "DrivingLog",
     "console_approve",
     "make_dilu_env",
     "no_collision",
-    "run_dilu_config",
 ]
 
 #: The original DiLu setting (highway-v0, 4 lanes, 15 vehicles, density 2, 20 decisions of 1 s).
@@ -101,7 +107,10 @@ def console_approve(experience: Any, step: DecisionStep) -> bool:
     """Ask a person on the terminal to approve a reflection (the original DiLu's human check)."""
     print(f"\nScene: {step.scene}\nOriginal decision: {step.decision}")
     print(f"Corrected decision: {experience.decision}\nReasoning: {experience.reasoning}")
-    answer = input("Store this corrected experience? [y/N] ").strip().lower()
+    try:
+        answer = input("Store this corrected experience? [y/N] ").strip().lower()
+    except EOFError:  # no terminal (a background run): nobody approved it
+        return False
     return answer in ("y", "yes")
 
 
@@ -160,6 +169,7 @@ class DiLuAgent:
         cot_tokens: the chain-of-thought token cap (0 = no chain-of-thought, just the choice).
         rules: the fixed driving rules at the head of every prompt.
         log_dir: where ``episode_NNN.jsonl`` decision traces go (None = no log).
+        reflections_path: a JSONL file each reflection is appended to (None = kept in ``reflections`` only).
     """
 
     def __init__(
@@ -175,6 +185,7 @@ class DiLuAgent:
         cot_tokens: int = 64,
         rules: str = DRIVING_RULES,
         log_dir: str | Path | None = None,
+        reflections_path: str | Path | None = None,
     ) -> None:
         if k < 0:
             raise ConfigError(f"DiLuAgent k must be >= 0, got {k}.")
@@ -192,6 +203,7 @@ class DiLuAgent:
         self.cot_tokens = cot_tokens
         self.rules = rules
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.reflections_path = Path(reflections_path) if reflections_path is not None else None
         self.trace: list[DecisionStep] = []
         self.episodes = 0
         self.reflections: list[dict[str, Any]] = []
@@ -316,11 +328,16 @@ class DiLuAgent:
         experience.episode = episode_id
         approved = self.approve(experience, wrong) if self.approve is not None else True
         added = self.memory.add([experience]) if approved else 0
-        self.reflections.append({
+        row = {
             "episode": episode_id, "wrong_step": wrong.step, "wrong_decision": wrong.decision,
             "corrected": experience.decision, "reasoning": experience.reasoning,
             "approved": bool(approved), "added": added,
-        })
+        }
+        self.reflections.append(row)
+        if self.reflections_path is not None:
+            self.reflections_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.reflections_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
         return added
 
     def _write_log(self, record: EpisodeRecord, crashed: bool, added: int) -> None:
@@ -346,58 +363,141 @@ def make_dilu_env(env_id: str = "highway-v0", env_config: Mapping[str, Any] | No
     return make(env_id, text=True, **kwargs)
 
 
-def run_dilu_config(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """The ``dilu`` runner: drive ``episodes`` seeded episodes, learning into the memory directory.
+# -- the method ---------------------------------------------------------------------------------
+class DiLuConfig(AgentConfig):
+    """`method: dilu` — DiLu's driver on highway-env; `episodes` is the run's budget, `decisions` each episode's."""
 
-    Reads (see configs/dilu_highway.yaml): env, env_config, llm, n_ctx, k, episodes,
-    seed, decisions, memory, reflect, learn, approve, reflection_window, cot_tokens.
+    env: str = Field("highway-v0", description="A highway-env id with the text view (highway-v0 is DiLu's setting).")
+    env_config: dict[str, Any] = Field(default_factory=dict, description="highway-env config, merged over DiLu's "
+                                       "setting (llmguide.agents.dilu.DILU_ENV_CONFIG), e.g. vehicles_density: 3.")
+    decisions: PositiveInt = Field(20, description="Decisions per episode (one a second): the episode's step cap "
+                                   "and the env's duration (unless env_config sets duration).")
+    max_steps: PositiveInt | None = Field(None, exclude=True, description="Not a dilu key: set from `decisions`.")
+    llm: str = Field("smollm2", description="LLM spec: smollm2, gguf:PATH, openai:MODEL[@BASE_URL].")
+    n_ctx: PositiveInt = Field(4096, description="llama.cpp context window (smollm2 / gguf only).")
+    k: NonNegativeInt = Field(3, description="Retrieved experiences shown as few-shot examples (0 = no retrieval).")
+    cot_tokens: NonNegativeInt = Field(64, description="Chain-of-thought token cap per decision (0 = choose directly).")
+    memory: Path | None = Field(None, description="Experience-memory directory (null = RUN_DIR/memory); one fixed "
+                                "path keeps learning across runs (`llmguide memory stats PATH`).")
+    learn: bool = Field(True, description="Store experiences (false = drive with a frozen memory).")
+    reflect: bool = Field(True, description="After a collision, correct the wrong decision and store it.")
+    reflection_window: PositiveInt = Field(5, description="Decisions before the crash the reflection examines.")
+    approve: bool = Field(False, description="A person approves each corrected experience on the terminal.")
+
+    @field_validator("env")
+    @classmethod
+    def _highway_env(cls, env_id: str) -> str:
+        from llmguide.envs.registry import family_of
+
+        if family_of(env_id) != "highway":
+            raise ValueError(f"the dilu method drives highway-env; {env_id!r} is not a highway-env id (use highway-v0)")
+        return env_id
+
+    @field_validator("max_steps", mode="before")
+    @classmethod
+    def _not_a_key(cls, value: Any) -> Any:
+        raise ValueError("dilu's per-episode cap is `decisions`; set that instead")
+
+    @field_validator("memory")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # kept absolute in the run's config.yaml, so `--resume` and `eval` find it from any folder
+        return path.expanduser().resolve() if path is not None else None
+
+    @model_validator(mode="after")
+    def _cap_from_decisions(self) -> DiLuConfig:
+        self.max_steps = self.decisions
+        return self
+
+
+class DiLuMethod(AgentMethod):
+    """DiLu (see the module docstring) on the shared episode loop.
+
+    The memory directory outlives the run (and a resume reopens it, so what
+    was learned before Ctrl-C is kept); the run dir keeps
+    ``decisions/episode_NNN.jsonl`` (numbering continues on resume) and
+    ``reflections.jsonl`` (appended). Success: no collision. ``objects["llm"]``,
+    a live chat model, stands in for the ``llm`` spec.
     """
-    from llmguide.memory import ExperienceMemory
 
-    from llmguide.rundir import write_json
+    name = "dilu"
+    Config = DiLuConfig
 
-    run_dir = Path(run_dir)
-    known = {"method", "env", "env_config", "llm", "n_ctx", "k", "episodes", "seed", "decisions", "memory",
-             "reflect", "learn", "approve", "reflection_window", "cot_tokens", "progress", "progress_bar", "resume"}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ConfigError(f"Unknown dilu config keys {unknown}; known: {sorted(known)}.")
-    decisions = int(config.get("decisions", 20))
-    env_config = {"duration": decisions, **dict(config.get("env_config") or {})}
-    env = make_dilu_env(str(config.get("env", "highway-v0")), env_config)
-    memory_path = Path(config["memory"]).expanduser() if config.get("memory") else run_dir / "memory"
-    memory = ExperienceMemory(memory_path)
-    llm = load(str(config.get("llm", "smollm2")), n_ctx=int(config.get("n_ctx", 4096)))
-    agent = DiLuAgent(
-        llm=llm, memory=memory, k=int(config.get("k", 3)),
-        reflect=bool(config.get("reflect", True)), learn=bool(config.get("learn", True)),
-        approve=console_approve if config.get("approve") else None,
-        reflection_window=int(config.get("reflection_window", 5)),
-        cot_tokens=int(config.get("cot_tokens", 64)), log_dir=run_dir / "decisions",
-    )
-    log = DrivingLog()
-    size_before = len(memory)
-    METER.reset()
-    records = run_episodes(
-        log.wrap(agent), env, int(config.get("episodes", 5)), seed=int(config.get("seed", 0)),
-        max_steps=decisions, success_fn=no_collision, extra_fn=log.extra,
-        progress=bool(config.get("progress_bar", config.get("progress", True))), desc="dilu episodes",
-    )
-    env.close()
-    write_json(run_dir / "episodes.json", [r.as_dict() for r in records])
-    write_json(run_dir / "reflections.json", agent.reflections)
-    usage = METER.snapshot().as_dict()
-    steps = sum(r.length for r in records)
-    metrics = {
-        **summarize(records),
-        "mean_speed": sum(r.extra["mean_speed"] for r in records) / len(records),
-        "decisions_survived_mean": sum(r.extra["decisions_survived"] for r in records) / len(records),
-        "llm_calls_per_decision": usage.get("calls", 0) / max(steps, 1),
-        "memory_path": str(memory_path),
-        "memory_size_before": size_before,
-        "memory_size_after": len(memory),
-        "memory_sizes": agent.memory_sizes,
-        "reflections": len(agent.reflections),
-        "llm_usage": usage,
-    }
-    return metrics
+    def __init__(self, config: DiLuConfig, settings: Any, run_dir: Path, objects: dict[str, Any] | None = None) -> None:
+        super().__init__(config, settings, run_dir, objects)
+        self.config: DiLuConfig = config
+        self.memory_path = config.memory or self.run_dir / "memory"
+        self.log = DrivingLog()
+        self.agent: DiLuAgent | None = None
+        self._env: Any = None
+        self._state: dict[str, Any] = {"episodes": 0, "speed_sum": 0.0, "survived_sum": 0, "reflections": 0,
+                                       "memory_size_before": None, "memory_sizes": []}
+
+    def label(self) -> str:
+        return self.settings.name or f"dilu:{self.config.llm}"
+
+    def build(self, for_eval: bool = False) -> Any:
+        """The driver with its memory; `llmguide eval` drives with the memory frozen and logs to eval_decisions/."""
+        from llmguide.memory import ExperienceMemory
+
+        cfg = self.config
+        memory = ExperienceMemory(self.memory_path)
+        self.agent = DiLuAgent(
+            llm=self.objects.get("llm") or load(cfg.llm, n_ctx=cfg.n_ctx), memory=memory, k=cfg.k, reflect=cfg.reflect,
+            learn=cfg.learn and not for_eval, approve=console_approve if cfg.approve else None,
+            reflection_window=cfg.reflection_window, cot_tokens=cfg.cot_tokens,
+            log_dir=self.run_dir / ("eval_decisions" if for_eval else "decisions"),
+            reflections_path=None if for_eval else self.run_dir / "reflections.jsonl",
+        )
+        if self._state["memory_size_before"] is None:
+            self._state["memory_size_before"] = len(memory)
+        if self._state["memory_sizes"]:
+            self.agent.memory_sizes = list(self._state["memory_sizes"])
+        return self.log.wrap(self.agent)
+
+    def env_for(self, plan: EpisodePlan) -> Any:
+        if self._env is None:
+            self._env = make_dilu_env(self.config.env, {"duration": self.config.decisions, **self.config.env_config})
+        return self._env
+
+    def on_resume(self, episodes_done: int) -> None:
+        if self.agent is not None:
+            self.agent.episodes = episodes_done  # decisions/episode_NNN.jsonl continue after the recorded ones
+
+    def success(self, terminated: bool, truncated: bool, episode_return: float, info: dict[str, Any]) -> bool:
+        return no_collision(terminated, truncated, episode_return, info)
+
+    def episode_extra(self, info: dict[str, Any]) -> dict[str, Any]:
+        extra = self.log.extra(info)
+        self._state["episodes"] += 1
+        self._state["speed_sum"] += extra["mean_speed"]
+        self._state["survived_sum"] += extra["decisions_survived"]
+        return extra
+
+    def state_dict(self) -> dict[str, Any]:
+        state = dict(self._state)
+        if self.agent is not None:
+            state["memory_sizes"] = list(self.agent.memory_sizes)
+            state["reflections"] = self._state["reflections"] + len(self.agent.reflections)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._state.update(state)
+
+    def extras(self) -> dict[str, Any]:
+        state, n = self.state_dict(), max(self._state["episodes"], 1)
+        return {
+            "llm": self.config.llm,
+            "mean_speed": state["speed_sum"] / n,
+            "decisions_survived_mean": state["survived_sum"] / n,
+            "memory_path": str(self.memory_path),
+            "memory_size_before": state["memory_size_before"],
+            "memory_size_after": len(self.agent.memory) if self.agent is not None and self.agent.memory is not None else None,
+            "memory_sizes": state["memory_sizes"],
+            "reflections": state["reflections"],
+        }
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None

@@ -1,9 +1,10 @@
 """SPRING on Crafter: an LLM agent that reads the game's manual and reasons over a question DAG.
 
-Exports ``SpringAgent`` (``act(obs, info)`` for the shared evaluation loop),
-``evaluate_crafter`` (any Crafter agent -> Crafter score, reward, cost per
-step, invalid actions) and ``run_spring_config`` (the ``spring`` runner
-behind ``llmguide run configs/spring_crafter.yaml``).
+Exports ``SpringMethod`` and ``SpringConfig`` (``method: spring`` for
+``llmguide run``), ``SpringAgent`` (``act(obs, info)`` for the shared episode
+loop), ``evaluate_crafter`` (any Crafter agent, e.g. the random and PPO
+baselines, -> Crafter score, reward, cost per step, invalid actions) and
+``achievement_counts``.
 
 Each step the agent builds an observation (the env's text view, a short
 action history, what the previous action changed), answers the DAG's
@@ -14,10 +15,8 @@ question and answer is written to a JSONL log per episode, so a reader can
 see why each action was chosen.
 
 Example:
-    >>> from llmguide.envs import make                                # doctest: +SKIP
-    >>> from llmguide.agents.loop import run_episodes, summarize       # doctest: +SKIP
-    >>> agent = SpringAgent(llm="smollm2", log_dir="runs/spring")      # doctest: +SKIP
-    >>> summarize(run_episodes(agent, make("llmguide/Crafter-v0"), 1, max_steps=20))  # doctest: +SKIP
+    >>> from llmguide.core import prepare, run                                       # doctest: +SKIP
+    >>> run(prepare({"method": "spring", "episodes": 1, "max_steps": 20}), "runs/spring")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +40,17 @@ from llmguide.teachers.spring import (
     latex_context,
     load_dag,
 )
+from pydantic import Field, PositiveInt, field_validator
 
+from llmguide.config import AgentConfig
 from llmguide.errors import ConfigError
 from llmguide.llm import METER, choose, load
+from llmguide.methods import AgentMethod, EpisodePlan
 from llmguide.metrics import CRAFTER_ACHIEVEMENTS, achievement_success_rates, crafter_score
 
-__all__ = ["SpringAgent", "achievement_counts", "evaluate_crafter", "run_spring_config"]
+__all__ = ["SpringAgent", "SpringConfig", "SpringMethod", "achievement_counts", "evaluate_crafter"]
 
 _STATS = ("health", "food", "drink", "energy")
-
-#: Keys the ``spring`` runner reads (configs/spring_crafter.yaml documents each).
-CONFIG_KEYS = frozenset({
-    "method", "env", "llm", "context", "dag", "episodes", "max_steps", "seed", "history",
-    "max_tokens", "n_ctx", "context_tokens", "concurrent", "name", "description",
-})
 
 
 def achievement_counts(info: Mapping[str, Any]) -> dict[str, int]:
@@ -82,7 +78,7 @@ class SpringAgent:
         llm: a model spec (``smollm2``, ``gguf:PATH``, ``openai:MODEL@URL``) or a chat model.
         context: the game text placed first in every prompt: ``"manual"`` (default,
             generated from Crafter's data.yaml), a path to a ``.tex`` paper, or the text itself.
-        dag: a ``QuestionDag``, a YAML path, a dict, or None for ``configs/spring_dag.yaml``.
+        dag: a ``QuestionDag``, a YAML path, a dict, or None for the packaged default (SPRING's questions).
         history: how many past actions the observation lists.
         log_dir: where ``episode_NNN.jsonl`` logs go (None = no log).
         max_tokens: default answer cap per node (the DAG's own caps win).
@@ -255,8 +251,23 @@ class SpringAgent:
             f.write(json.dumps(row) + "\n")
 
 
+def crafter_extra(info: Mapping[str, Any]) -> dict[str, Any]:
+    """What an episode record keeps of Crafter: the achievements unlocked (name -> count)."""
+    return {"achievements": {k: v for k, v in achievement_counts(info).items() if v > 0}}
+
+
+def crafter_success(terminated: bool, truncated: bool, episode_return: float, info: Mapping[str, Any]) -> bool:
+    """A Crafter episode succeeds when it unlocked any achievement (Crafter has no goal state)."""
+    return any(v > 0 for v in achievement_counts(info).values())
+
+
+def crafter_rates(records: Iterable[EpisodeRecord]) -> dict[str, float]:
+    """Per-achievement success rates over episode records (their ``extra['achievements']``)."""
+    return achievement_success_rates(r.extra.get("achievements", {}) for r in records)
+
+
 class _CheckedAgent:
-    """Wraps any agent and counts actions outside the env's action space."""
+    """Wraps any agent and counts actions outside the env's action space (replaced by action 0)."""
 
     def __init__(self, agent: Any, space: Any) -> None:
         self.agent, self.space, self.invalid = agent, space, 0
@@ -287,21 +298,20 @@ def evaluate_crafter(
     desc: str = "crafter",
     progress: bool = True,
 ) -> tuple[list[EpisodeRecord], dict[str, Any]]:
-    """Run ``agent`` through the shared loop; return records and Crafter metrics.
+    """Run any Crafter agent (random, a trained policy) through the shared loop; records and Crafter metrics.
 
-    Metrics: ``crafter_score`` (percent), ``reward`` (mean episode return),
+    SPRING itself runs as a method (``SpringMethod``); this is for the
+    baselines it is compared with, on the same seeds, cap and figures:
+    ``crafter_score`` (percent), ``reward`` (mean episode return),
     per-achievement ``success_rates``, the loop's summary, LLM cost per step
-    (calls, prompt/completion tokens, seconds) and ``invalid_actions``.
+    and ``invalid_actions``.
     """
     checked = _CheckedAgent(agent, env.action_space)
     usage0 = METER.snapshot()
-    records = run_episodes(
-        checked, env, episodes, seed=seed, max_steps=max_steps, desc=desc, progress=progress,
-        extra_fn=lambda info: {"achievements": {k: v for k, v in achievement_counts(info).items() if v > 0}},
-        success_fn=lambda term, trunc, ret, info: any(v > 0 for v in achievement_counts(info).values()),
-    )
+    records = run_episodes(checked, env, episodes, seed=seed, max_steps=max_steps, desc=desc, progress=progress,
+                           extra_fn=crafter_extra, success_fn=crafter_success)
     usage1 = METER.snapshot()
-    rates = achievement_success_rates(r.extra.get("achievements", {}) for r in records)
+    rates = crafter_rates(records)
     steps = max(sum(r.length for r in records), 1)
     summary = summarize(records)
     metrics = {
@@ -324,41 +334,131 @@ def evaluate_crafter(
     return records, metrics
 
 
-def run_spring_config(config: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
-    """The ``spring`` runner: build the env and a SpringAgent from ``config``, evaluate, log.
+# -- the method ---------------------------------------------------------------------------------
+class SpringConfig(AgentConfig):
+    """`method: spring` — an LLM plays Crafter from a manual (or paper) and a question DAG, no training."""
 
-    Reads (see configs/spring_crafter.yaml): env, llm, context, dag, episodes,
-    max_steps, seed, history, max_tokens, n_ctx, context_tokens, concurrent.
-    Writes ``run_dir/logs/episode_NNN.jsonl`` and ``run_dir/episodes.json``.
+    env: str = Field("llmguide/Crafter-v0", description="A Crafter id with the text view (llmguide/Crafter-v0).")
+    max_steps: PositiveInt | None = Field(50, description="Step cap per episode (Crafter's own is 10000; keep it small on CPU).")
+    llm: str = Field("smollm2", description="LLM spec: smollm2, gguf:PATH, openai:MODEL[@BASE_URL].")
+    context: str = Field("manual", description="Game text first in every prompt: manual (from crafter's data.yaml, "
+                         "offline), a path to a paper's .tex (LLM-selected paragraphs), or the text itself.")
+    context_tokens: PositiveInt = Field(1200, description="Token budget of a .tex context.")
+    dag: str | dict[str, Any] | None = Field(None, description="The question DAG: a YAML path, an inline mapping, "
+                                             "or null for the packaged default (SPRING's questions).")
+    history: PositiveInt = Field(4, description="Past actions listed in each observation.")
+    max_tokens: PositiveInt = Field(64, description="Default answer cap per DAG node (a node's own cap wins).")
+    n_ctx: PositiveInt = Field(4096, description="llama.cpp context window (smollm2 / gguf only).")
+    concurrent: bool | None = Field(None, description="Run independent DAG nodes in parallel (null: only on openai: servers).")
+
+    @field_validator("env")
+    @classmethod
+    def _crafter_env(cls, env_id: str) -> str:
+        from llmguide.envs.registry import family_of
+
+        if family_of(env_id) != "crafter":
+            raise ValueError(f"the spring method plays Crafter; {env_id!r} is not a Crafter id (use llmguide/Crafter-v0)")
+        return env_id
+
+    @field_validator("dag")
+    @classmethod
+    def _valid_dag(cls, dag: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(dag, str) and not Path(dag).expanduser().is_file():
+            raise ValueError(f"DAG file {dag!r} not found (null = the packaged default)")
+        load_dag(dag)  # missing parents, cycles and duplicate ids are errors now, not at the first step
+        return dag
+
+    @field_validator("context")
+    @classmethod
+    def _context_file(cls, context: str) -> str:
+        if context.endswith(".tex") and "\n" not in context and not Path(context).expanduser().is_file():
+            raise ValueError(f"context file {context!r} not found (or use `manual`)")
+        return context
+
+
+class SpringMethod(AgentMethod):
+    """SPRING (see the module docstring) on the shared episode loop.
+
+    The run dir keeps ``logs/episode_NNN.jsonl`` (every node's question and
+    answer at every step); a resume continues their numbering. Achievements
+    per episode go to each record's ``extra``; the run's score is the Crafter
+    score over them, success = any achievement unlocked. ``objects["llm"]``,
+    a live chat model, stands in for the ``llm`` spec.
     """
-    from llmguide.envs import make
 
-    from llmguide.rundir import write_json
+    name = "spring"
+    Config = SpringConfig
 
-    unknown = sorted(set(config) - CONFIG_KEYS)
-    if unknown:
-        raise ConfigError(f"Unknown spring config keys {unknown}; known keys: {', '.join(sorted(CONFIG_KEYS))}.")
-    run_dir = Path(run_dir)
-    env = make(config.get("env", "llmguide/Crafter-v0"))
-    try:
-        agent = SpringAgent(
-            llm=config.get("llm", "smollm2"),
-            context=config.get("context", "manual"),
-            dag=config.get("dag"),
-            history=int(config.get("history", 4)),
-            log_dir=run_dir / "logs",
-            max_tokens=int(config.get("max_tokens", 64)),
-            n_ctx=int(config.get("n_ctx", 4096)),
-            context_tokens=int(config.get("context_tokens", 1200)),
-            concurrent=config.get("concurrent"),
+    def __init__(self, config: SpringConfig, settings: Any, run_dir: Path, objects: dict[str, Any] | None = None) -> None:
+        super().__init__(config, settings, run_dir, objects)
+        self.config: SpringConfig = config
+        self.agent: SpringAgent | None = None
+        self._checked: _CheckedAgent | None = None
+        self._env: Any = None
+        self._invalid_before = 0
+        self._achievements: list[dict[str, int]] = []
+
+    def label(self) -> str:
+        return self.settings.name or f"spring:{self.config.llm}"
+
+    def _get_env(self) -> Any:
+        if self._env is None:
+            from llmguide.envs import make
+
+            self._env = make(self.config.env)
+        return self._env
+
+    def build(self, for_eval: bool = False) -> _CheckedAgent:
+        """The SPRING agent behind an action-space check; `llmguide eval` logs to eval_logs/, not over the run's."""
+        cfg = self.config
+        self.agent = SpringAgent(
+            llm=self.objects.get("llm") or cfg.llm, context=cfg.context, dag=cfg.dag, history=cfg.history,
+            log_dir=self.run_dir / ("eval_logs" if for_eval else "logs"), max_tokens=cfg.max_tokens, n_ctx=cfg.n_ctx,
+            concurrent=cfg.concurrent, context_tokens=cfg.context_tokens,
         )
-        records, metrics = evaluate_crafter(
-            agent, env, int(config.get("episodes", 1)), seed=int(config.get("seed", 0)),
-            max_steps=config.get("max_steps", 50), desc="spring",
-        )
-    finally:
-        env.close()
-    write_json(run_dir / "episodes.json", [r.as_dict() for r in records])
-    metrics["llm"] = str(config.get("llm", "smollm2"))
-    metrics["logs"] = str(run_dir / "logs")
-    return metrics
+        self._checked = _CheckedAgent(self.agent, self._get_env().action_space)
+        return self._checked
+
+    def env_for(self, plan: EpisodePlan) -> Any:
+        return self._get_env()
+
+    def on_resume(self, episodes_done: int) -> None:
+        if self.agent is not None:
+            self.agent.episode = episodes_done - 1  # the next reset() opens episode_{episodes_done:03d}.jsonl
+
+    def success(self, terminated: bool, truncated: bool, episode_return: float, info: dict[str, Any]) -> bool:
+        return crafter_success(terminated, truncated, episode_return, info)
+
+    def episode_extra(self, info: dict[str, Any]) -> dict[str, Any]:
+        extra = crafter_extra(info)
+        self._achievements.append(extra["achievements"])
+        return extra
+
+    def score(self, records: list[EpisodeRecord]) -> float | None:
+        return crafter_score(crafter_rates(records)) if records else None
+
+    def invalid_actions(self) -> int:
+        now = (self._checked.invalid if self._checked else 0) + (self.agent.invalid_actions if self.agent else 0)
+        return self._invalid_before + now
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"invalid_actions": self.invalid_actions(), "achievements": self._achievements}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._invalid_before = int(state.get("invalid_actions", 0))
+        self._achievements = [dict(a) for a in state.get("achievements", [])]
+
+    def extras(self) -> dict[str, Any]:
+        rates = achievement_success_rates(self._achievements)
+        return {
+            "llm": self.config.llm,
+            "dag_nodes": len(load_dag(self.config.dag).nodes),
+            "logs": str(self.run_dir / "logs"),
+            "success_rates": rates,
+            "achievements_unlocked": sorted(a for a in CRAFTER_ACHIEVEMENTS if rates[a] > 0),
+        }
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None

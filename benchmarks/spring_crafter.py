@@ -1,8 +1,10 @@
 """SPRING on Crafter vs. a random agent and SB3 PPO: Crafter score, reward, cost per step.
 
-Every agent runs through the shared evaluation loop (``evaluate_crafter``) on
-the same seeds and the same step cap, so the figures are comparable; the
-Crafter score is the paper's geometric mean over the 22 achievements.
+Every agent runs through the shared episode loop on the same seeds and the
+same step cap, so the figures are comparable: SPRING as the ``spring`` method
+(``llmguide.core``), the random and PPO baselines through ``evaluate_crafter``,
+which computes the same Crafter figures. The Crafter score is the paper's
+geometric mean over the 22 achievements.
 
     python benchmarks/spring_crafter.py                       # everything, CPU budget
     python benchmarks/spring_crafter.py --agents random ppo   # only some agents
@@ -80,21 +82,25 @@ def run_ppo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_spring(args: argparse.Namespace, llm: str) -> dict[str, Any]:
-    from llmguide.agents.spring import SpringAgent, evaluate_crafter
+    """SPRING as users run it (the `spring` method through `llmguide.core`), in the baselines' figures."""
+    from llmguide.core import prepare, run
 
-    from llmguide.llm import METER
-
-    env = _env()
-    log_dir = Path(args.log_dir) / llm.replace(":", "_").replace("/", "_")
-    agent = SpringAgent(llm=llm, log_dir=log_dir, max_tokens=args.max_tokens, n_ctx=4096)
-    METER.reset()
-    _, metrics = evaluate_crafter(agent, env, args.llm_episodes, seed=args.seed, max_steps=args.max_steps,
-                                  desc=f"spring[{llm}]")
-    env.close()
-    usage = METER.snapshot().as_dict()
-    metrics.update(llm=llm, dag_nodes=len(agent.dag.nodes), logs=str(log_dir),
-                   latency_ms_p50=usage.get("latency_ms_p50"), fallback_reasons=usage.get("fallback_reasons"))
-    return metrics
+    run_dir = Path(args.log_dir) / f"{llm.replace(':', '_').replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = {"method": "spring", "llm": llm, "episodes": args.llm_episodes, "seed": args.seed,
+              "max_steps": args.max_steps, "max_tokens": args.max_tokens, "n_ctx": 4096, "progress": True}
+    m = run(prepare(config), run_dir)
+    usage, steps = m.extras["llm_usage"], max(m.steps, 1)
+    return {
+        "crafter_score": m.score, "reward": m.return_mean, "episodes": m.episodes, "steps": m.steps,
+        "max_steps": args.max_steps, "llm_calls_per_step": m.llm_calls_per_1k_steps / 1000,
+        "prompt_tokens_per_step": usage.get("prompt_tokens", 0) / steps,
+        "completion_tokens_per_step": usage.get("completion_tokens", 0) / steps,
+        "seconds_per_step": m.extras["seconds_per_step"], "llm_fallbacks": m.fallbacks,
+        "invalid_actions": m.invalid_actions, "success_rates": m.extras["success_rates"],
+        "achievements_unlocked": m.extras["achievements_unlocked"], "llm": llm, "dag_nodes": m.extras["dag_nodes"],
+        "logs": m.extras["logs"], "latency_ms_p50": usage.get("latency_ms_p50"),
+        "fallback_reasons": usage.get("fallback_reasons"),
+    }
 
 
 def merge_result(out: Path, name: str, metrics: dict[str, Any], args: argparse.Namespace) -> None:
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="a larger model spec (gguf:PATH or openai:MODEL@URL); skipped when absent")
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-dir", default=str(ROOT / "runs" / "spring_crafter_bench"))
+    p.add_argument("--log-dir", default=str(ROOT / "runs" / "spring_crafter_bench"), help="where SPRING's run dirs go")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
     for name in args.agents:

@@ -58,25 +58,23 @@ CELLS = [
     ),
     new_markdown_cell(
         "## Three steps with the embedded model\n"
-        "A 2-question DAG with short answers keeps this quick. The agent runs in the shared evaluation "
-        "loop, so it gets the same metrics as a trained policy; every node's question and answer goes to "
-        "a JSONL log per episode."
+        "A 2-question DAG with short answers keeps this quick. SPRING runs as the `spring` method on the "
+        "core, the same path as `llmguide run configs/spring_crafter.yaml`, so it gets the same run record "
+        "(`metrics.json`) as every method: score = the Crafter score, success = any achievement unlocked. "
+        "Every node's question and answer goes to a JSONL log per episode in the run dir."
     ),
     new_code_cell(
-        "from llmguide.agents.spring import SpringAgent, evaluate_crafter\n"
-        "from llmguide.envs import make\n"
-        "from llmguide.llm import load\n\n"
+        "from llmguide.core import prepare, run\n\n"
         "small_dag = {'max_tokens': 16, 'nodes': [\n"
         "    {'id': 'subgoal', 'question': 'What is the top-priority subgoal now?'},\n"
         "    {'id': 'action', 'question': 'What is the best action for it?', 'parents': ['subgoal']}]}\n"
-        "log_dir = Path(tempfile.mkdtemp(prefix='spring-'))\n"
-        "agent = SpringAgent(llm=load('smollm2', n_ctx=2048), dag=small_dag, log_dir=log_dir)\n"
-        "env = make('llmguide/Crafter-v0')\n"
-        "records, metrics = evaluate_crafter(agent, env, episodes=1, max_steps=3, progress=False)\n"
-        "{k: metrics[k] for k in ('crafter_score', 'reward', 'llm_calls_per_step', 'seconds_per_step', 'invalid_actions')}"
+        "run_dir = Path(tempfile.mkdtemp(prefix='spring-'))\n"
+        "metrics = run(prepare({'method': 'spring', 'llm': 'smollm2', 'n_ctx': 2048, 'dag': small_dag,\n"
+        "                       'episodes': 1, 'max_steps': 3}), run_dir)\n"
+        "{k: getattr(metrics, k) for k in ('score', 'return_mean', 'llm_calls_per_1k_steps', 'invalid_actions')}"
     ),
     new_code_cell(
-        "for line in (log_dir / 'episode_000.jsonl').read_text().splitlines()[:2]:\n"
+        "for line in (run_dir / 'logs' / 'episode_000.jsonl').read_text().splitlines()[:2]:\n"
         "    row = json.loads(line)\n"
         "    print(f\"step {row['step']}: {row['observation'][:160]}...\")\n"
         "    for node in row['nodes']:\n"

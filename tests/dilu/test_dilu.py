@@ -1,4 +1,4 @@
-"""DiLuAgent: available actions only, retrieval in the prompt, reflection after a crash, safe memories, runner."""
+"""DiLuAgent: available actions only, retrieval in the prompt, reflection after a crash, safe memories."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from llmguide.agents.dilu import DecisionStep, DiLuAgent, DrivingLog, make_dilu_env, no_collision, run_dilu_config
+from llmguide.agents.dilu import DecisionStep, DiLuAgent, DrivingLog, make_dilu_env, no_collision
 from llmguide.agents.loop import EpisodeRecord, run_episodes
 from llmguide.memory import Experience, ExperienceMemory
 
@@ -86,7 +85,7 @@ def test_reflection_on_scripted_crash_adds_corrected_memory(tmp_path: Path) -> N
     mem = memory(tmp_path)
     # answers: wrong decision = the 3rd of the window, corrected = SLOWER, then the explanation
     llm = fake('{"choice": "decision 3"}', '{"choice": "SLOWER"}', "The gap ahead was shrinking.")
-    agent = DiLuAgent(llm=llm, memory=mem, k=0, reflection_window=3)
+    agent = DiLuAgent(llm=llm, memory=mem, k=0, reflection_window=3, reflections_path=tmp_path / "reflections.jsonl")
     agent.trace = steps(5)
     agent.end_episode(crash_record(5))
     stored = mem.all()
@@ -97,6 +96,8 @@ def test_reflection_on_scripted_crash_adds_corrected_memory(tmp_path: Path) -> N
     assert exp.outcome.startswith("corrected")
     assert agent.reflections[0]["wrong_step"] == 4 and agent.reflections[0]["added"] == 1
     assert agent.memory_sizes == [0, 1]
+    (row,) = [json.loads(line) for line in (tmp_path / "reflections.jsonl").read_text().splitlines()]
+    assert row == agent.reflections[0]  # appended as it happens, so a Ctrl-C loses none
 
 
 def test_approve_callback_can_reject(tmp_path: Path) -> None:
@@ -141,20 +142,3 @@ def test_driving_log_extra() -> None:
     env.close()
     assert rec.extra["mean_speed"] > 10 and rec.extra["crashed"] is False and rec.extra["decisions_survived"] == 3
     assert rec.success
-
-
-@pytest.mark.slow
-def test_runner_with_real_smollm2_and_memory(tmp_path: Path) -> None:
-    """The real path: embedded LLM, MiniLM embeddings, Chroma on disk; a second run keeps learning."""
-    config = {"method": "dilu", "episodes": 1, "decisions": 1, "k": 2, "cot_tokens": 4, "n_ctx": 2048,
-              "env_config": {"vehicles_count": 8}, "memory": str(tmp_path / "shared-mem"), "progress": False}
-    first = run_dilu_config(dict(config), tmp_path / "run1")
-    assert first["episodes"] == 1 and first["length_mean"] == 1
-    assert first["llm_calls_per_decision"] >= 1.0
-    assert first["memory_size_after"] >= first["memory_size_before"] == 0
-    assert first["memory_size_after"] >= 1  # a safe episode stores its decisions; a crash stores a correction
-    second = run_dilu_config(dict(config, seed=7), tmp_path / "run2")
-    assert second["memory_size_before"] == first["memory_size_after"]
-    decisions = (tmp_path / "run2" / "decisions" / "episode_000.jsonl").read_text().splitlines()
-    first_step = json.loads(decisions[0])
-    assert first_step["decision"] in first_step["available"] and first_step["retrieved"] >= 1
