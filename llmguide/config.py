@@ -160,14 +160,20 @@ def split_config(raw: dict[str, Any], config_cls: type[MethodConfig]) -> tuple[R
     return settings, config
 
 
-def describe_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, description) rows of a config model, nested models flattened with dots."""
+def describe_fields(model: type[BaseModel], prefix: str = "", defaults: BaseModel | None = None) -> list[tuple[str, str, str]]:
+    """(key, default, description) rows of a config model, nested models flattened with dots.
+
+    `defaults` is the instance a nested model defaults to in its parent (a method may set
+    `eval.gate=0.2` where `EvalSettings` alone says 0.0), so the rows show the method's own defaults.
+    """
     rows: list[tuple[str, str, str]] = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
+        default = getattr(defaults, name) if defaults is not None else (
+            None if info.is_required() else info.get_default(call_default_factory=True))
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            rows.extend(describe_fields(annotation, f"{prefix}{name}."))
+            rows.extend(describe_fields(annotation, f"{prefix}{name}.", default if isinstance(default, BaseModel) else None))
             continue
-        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        rows.append((f"{prefix}{name}", default, info.description or ""))
+        shown = "required" if info.is_required() and defaults is None else repr(default)
+        rows.append((f"{prefix}{name}", shown, info.description or ""))
     return rows

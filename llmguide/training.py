@@ -302,6 +302,7 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
             checkpointer.save()
             raise RunInterrupted(run_dir, f"step {int(model.num_timesteps):,} of {settings.total_steps:,}", True) from None
         train_s = time.perf_counter() - start
+        eval_in_learn = evaluator.seconds  # the final evaluation below is not part of training time
         if not history or history[-1]["steps"] != model.num_timesteps or not history[-1].get("evaluated", True):
             evaluator.num_timesteps = model.num_timesteps
             evaluator.evaluate_now(force=True)
@@ -316,6 +317,6 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
     return TrainOutcome(
         model=model, steps=int(model.num_timesteps), episodes=counter.episodes,
         train_s=float(state.get("train_s", 0.0)) + train_s, eval_s=evaluator.seconds,
-        steps_per_s=steps_done / max(1e-9, train_s - evaluator.seconds),
+        steps_per_s=steps_done / max(1e-9, train_s - eval_in_learn),
         history=history, final_records=evaluator.final_records, resumes=int(state.get("resumes", 0)),
     )
