@@ -311,6 +311,8 @@ def _study(cfg: dict[str, Any], seeds: list[int], runs_dir: Optional[Path], prog
 
 
 def _print_config_help(method: str) -> None:
+    from rich.markup import escape
+
     from llmguide.config import RunSettings, describe_fields
     from llmguide.methods import method_class
 
@@ -320,7 +322,7 @@ def _print_config_help(method: str) -> None:
         for col in ("key", "default", "description"):
             table.add_column(col)
         for key, default, doc in describe_fields(model):
-            table.add_row(key, default, doc)
+            table.add_row(escape(key), escape(default), escape(doc))
         console.print(table)
 
 

@@ -110,6 +110,11 @@ class AgentConfig(MethodConfig):
 _RUN_KEYS = set(RunSettings.model_fields)
 
 
+def _user_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a user may write (fields marked `exclude=True` are derived, not config)."""
+    return [name for name, info in model.model_fields.items() if not info.exclude]
+
+
 def _close(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
@@ -140,7 +145,7 @@ def split_config(raw: dict[str, Any], config_cls: type[MethodConfig]) -> tuple[R
     if not isinstance(raw, dict):
         raise ConfigError(f"A config must be a mapping of keys to values, got {type(raw).__name__}.")
     method = str(raw.get("method", "?"))
-    known = sorted(_RUN_KEYS | set(config_cls.model_fields))
+    known = sorted(_RUN_KEYS | set(_user_keys(config_cls)))
     run_part = {k: v for k, v in raw.items() if k in _RUN_KEYS}
     method_part = {k: v for k, v in raw.items() if k not in _RUN_KEYS}
     try:
@@ -168,6 +173,8 @@ def describe_fields(model: type[BaseModel], prefix: str = "", defaults: BaseMode
     """
     rows: list[tuple[str, str, str]] = []
     for name, info in model.model_fields.items():
+        if info.exclude:
+            continue
         annotation = info.annotation
         default = getattr(defaults, name) if defaults is not None else (
             None if info.is_required() else info.get_default(call_default_factory=True))

@@ -23,7 +23,7 @@ import numpy as np
 from llmguide.config import MethodConfig, RunSettings, split_config
 from llmguide.errors import ConfigError
 from llmguide.methods import AgentMethod, Method, TrainedMethod, method_class
-from llmguide.record import CurvePoint, RunMetrics, llm_figures
+from llmguide.record import CurvePoint, RunMetrics, llm_figures, run_usage
 from llmguide.rundir import read_json, write_json, write_yaml
 from llmguide.training import RunInterrupted, evaluate_policy_records, steps_to_target, train
 
@@ -116,10 +116,8 @@ def _plot_curve(metrics: RunMetrics, path: Path) -> str | None:
     return None
 
 
-def _llm_part(method: Method, steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    from llmguide.llm import METER
-
-    usage = method.llm_usage() or METER.snapshot().as_dict()
+def _llm_part(method: Method, steps: int, earlier: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    usage = run_usage(method, earlier)
     return {**llm_figures(usage, steps), "invalid_actions": method.invalid_actions()}, usage
 
 
@@ -127,7 +125,7 @@ def _run_trained(method: TrainedMethod, run_dir: Path) -> RunMetrics:
     outcome = train(method, method.settings, run_dir)
     last = outcome.history[-1] if outcome.history else {}
     ev = method.config.eval  # type: ignore[attr-defined]
-    llm, usage = _llm_part(method, outcome.steps)
+    llm, usage = _llm_part(method, outcome.steps, outcome.earlier_usage)
     curve = [CurvePoint(steps=int(h["steps"]), success=h.get("success"), score=h.get("score"),
                         return_mean=h.get("return_mean"), evaluated=bool(h.get("evaluated", True)))
              for h in outcome.history]
@@ -192,13 +190,14 @@ def _run_agent(method: AgentMethod, run_dir: Path, start: float) -> RunMetrics:
             with path.open("a") as fh:
                 fh.write(json.dumps(record.as_dict(), default=str) + "\n")
             write_json(state_path, {"episodes": len(records), "method_state": method.state_dict(), "resumes": resumes,
-                                    "wall_s": seconds_before + time.perf_counter() - start})
+                                    "wall_s": seconds_before + time.perf_counter() - start,
+                                    "llm_usage": run_usage(method, state.get("llm_usage"))})
             bar.update(1)
     finally:
         bar.close()
     steps = sum(r.length for r in records)
     wall = seconds_before + time.perf_counter() - start
-    llm, usage = _llm_part(method, steps)
+    llm, usage = _llm_part(method, steps, state.get("llm_usage"))
     return RunMetrics(
         method=method.name, kind="agent", env=method.config.env, seed=settings.seed, label=method.label(),
         steps=steps, episodes=len(records), wall_s=wall, steps_per_s=steps / max(1e-9, sum(r.seconds for r in records)),
@@ -240,7 +239,7 @@ def evaluate(run_dir: Path, episodes: int = 20, deterministic: bool | None = Non
                                               n_envs=prepared.config.eval.n_envs, deterministic=det)  # type: ignore[attr-defined]
             used = {"model": str(path), "llm_used": False, "deterministic": det}
         else:
-            agent = method.build()
+            agent = method.build(for_eval=True)
             records = []
             for plan in method.plan(episodes, eval_seed):
                 records += run_episodes(agent, method.env_for(plan), 1, seed=plan.seed, progress=False,

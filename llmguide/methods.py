@@ -145,8 +145,12 @@ class AgentMethod(Method):
 
     Config: ClassVar[type[MethodConfig]] = AgentConfig
 
-    def build(self) -> Any:
-        """The agent (``act(obs, info) -> action``; optional ``reset(info)``, ``end_episode(record)``)."""
+    def build(self, for_eval: bool = False) -> Any:
+        """The agent (``act(obs, info) -> action``; optional ``reset(info)``, ``end_episode(record)``).
+
+        `for_eval`: `llmguide eval` re-runs the agent on evaluation seeds: it must not learn (memory
+        frozen) nor write over the run's own logs.
+        """
         raise NotImplementedError
 
     def plan(self, episodes: int, seed: int) -> list[EpisodePlan]:

@@ -12,7 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CurvePoint", "RunMetrics", "llm_figures"]
+__all__ = ["CurvePoint", "RunMetrics", "add_usage", "llm_figures", "run_usage"]
+
+#: usage counters that add up across the segments of a resumed run
+USAGE_COUNTS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "fallbacks", "retries", "errors")
 
 
 class CurvePoint(BaseModel):
@@ -69,3 +72,19 @@ def llm_figures(usage: dict[str, Any], steps: int) -> dict[str, Any]:
         "fallbacks": int(usage.get("fallbacks", 0)),
         "first_option_rate": usage.get("first_option_rate"),
     }
+
+
+def add_usage(earlier: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, Any]:
+    """A usage snapshot with the counters of earlier segments (a resumed run) added in."""
+    if not earlier:
+        return dict(now)
+    return {**now, **{k: int(now.get(k, 0)) + int(earlier.get(k, 0)) for k in USAGE_COUNTS}}
+
+
+def run_usage(method: Any, earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """LLM usage of the whole run: the method's own count (`method.llm_usage()`), or this process's
+    meter plus the counters saved by earlier segments of a resumed run."""
+    from llmguide.llm import METER
+
+    own = method.llm_usage()
+    return own if own is not None else add_usage(earlier, METER.snapshot().as_dict())

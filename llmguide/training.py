@@ -60,6 +60,8 @@ class TrainOutcome:
     history: list[dict[str, Any]]
     final_records: list[Any] = field(default_factory=list)
     resumes: int = 0
+    #: LLM usage counters saved by earlier segments of a resumed run
+    earlier_usage: dict[str, Any] | None = None
 
 
 def steps_to_target(history: list[dict[str, Any]], target: float = 0.9, window: int = 2) -> int | None:
@@ -149,6 +151,8 @@ def _callbacks(method: TrainedMethod, settings: RunSettings, run_dir: Path, hist
     """The core's callbacks (evaluation, checkpoints, episode counter), built on first use."""
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from llmguide.record import run_usage
+
     cfg = method.config
     ev = cfg.eval  # type: ignore[attr-defined]
 
@@ -226,6 +230,7 @@ def _callbacks(method: TrainedMethod, settings: RunSettings, run_dir: Path, hist
             write_json(self.dir / "state.json", {
                 "num_timesteps": int(self.model.num_timesteps), "episodes": self.counter.episodes,
                 "evals": history, "method_state": method.state_dict(), "resumes": int(state.get("resumes", 0)),
+                "llm_usage": run_usage(method, state.get("llm_usage")),
                 "train_s": float(state.get("train_s", 0.0)) + (time.perf_counter() - state["_segment_start"]),
             })
             self.last = int(self.model.num_timesteps)
@@ -319,4 +324,5 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
         train_s=float(state.get("train_s", 0.0)) + train_s, eval_s=evaluator.seconds,
         steps_per_s=steps_done / max(1e-9, train_s - eval_in_learn),
         history=history, final_records=evaluator.final_records, resumes=int(state.get("resumes", 0)),
+        earlier_usage=state.get("llm_usage"),
     )

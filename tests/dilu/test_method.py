@@ -121,7 +121,6 @@ def test_eval_drives_with_a_frozen_memory_and_logs_apart(tmp_path: Path, bag_of_
     method.close()
 
 
-@pytest.mark.xfail(reason="needs llmguide.core.evaluate to call method.build(for_eval=True)", strict=False)
 def test_evaluation_drives_with_the_memory_frozen(tmp_path: Path, bag_of_words: None,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"

@@ -113,7 +113,6 @@ def test_eval_agent_logs_apart_from_the_run(tmp_path: Path) -> None:
         method.close()
 
 
-@pytest.mark.xfail(reason="needs llmguide.core.evaluate to call method.build(for_eval=True)", strict=False)
 def test_evaluation_keeps_the_run_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
     run(prepare(spring(episodes=1), {"llm": fake_llm()}), run_dir)
