@@ -19,7 +19,8 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from llmguide.teachers.base import COLOURS, KINDS, TARGET_TYPES, Subgoal, Teacher, TeacherStats, minigrid_base
+from llmguide.teachers.base import COLOURS, KINDS, TARGET_TYPES, Subgoal, Teacher, TeacherStats
+from llmguide.teachers.minigrid_planning import minigrid_base
 from stable_baselines3.common.callbacks import BaseCallback
 
 __all__ = [

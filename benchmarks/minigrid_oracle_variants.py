@@ -37,8 +37,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def waypoint_oracle(horizon: int) -> Any:
     """The oracle's plan, handed out `horizon` cells at a time (then the object to act on)."""
-    from llmguide.teachers.base import Proposal, Subgoal, _agent, _bfs, minigrid_base, plan_next, relative_text
+    from llmguide.teachers.base import Proposal, Subgoal
+    from llmguide.teachers.minigrid_planning import agent_cell, minigrid_base, plan_next, relative_text, shortest_path
     from llmguide.teachers.oracle import OracleTeacher
+
+    def is_open(door: Any) -> bool:
+        """Waypoints cross open doors only: opening a closed one is a subgoal of its own."""
+        return bool(door.is_open)
 
     class WaypointOracle(OracleTeacher):
         def __repr__(self) -> str:
@@ -49,9 +54,9 @@ def waypoint_oracle(horizon: int) -> Any:
             if target is None:
                 return Proposal(None)
             base = minigrid_base(env)
-            pos = _agent(base)
+            pos = agent_cell(base)
             dest = target.approach or target.cell
-            path = _bfs(base, pos, dest, lambda d: d.is_open) or _bfs(base, pos, dest, lambda d: d.is_open, True)
+            path = shortest_path(base, pos, dest, is_open) or shortest_path(base, pos, dest, is_open, True)
             if path is None or (target.type != "goal" and len(path) <= 1):
                 return Proposal(target.as_subgoal("object", pos))  # at the object: act on it
             cell = path[min(horizon, len(path) - 1)]

@@ -1,9 +1,14 @@
-"""Subgoals, teacher protocol and grid helpers: exports `Subgoal`, `Target`, `Proposal`,
-`Teacher`, `TeacherCache`, `layout_targets`, `plan_next`, `parse_instruction`.
+"""The teacher protocol: exports `Subgoal`, `Proposal`, `Teacher`, `TeacherStats`,
+`TeacherCache`, `parse_instruction` and the subgoal vocabulary (`KINDS`,
+`COLOURS`, `TARGET_TYPES`, `DEFAULT_VERB`).
 
-A teacher looks at a MiniGrid env (its grid and the language view's `info`)
-and proposes the next `Subgoal`. A subgoal carries its own achievement test,
-so the reward wrapper never needs to know which teacher made it.
+A teacher looks at an env (and the language view's `info`) and proposes the
+next `Subgoal`. A subgoal carries its own achievement test, so the reward
+wrapper never needs to know which teacher made it. What a MiniGrid layout
+offers as subgoals, and how the oracle plans there, lives in
+`llmguide.teachers.minigrid_planning`; `Teacher`'s default `check_env`,
+`cache_key` and `candidates` read a MiniGrid grid through it (teachers of
+other envs override them).
 
 Subgoal kinds (Words as Beacons):
 - ``positional``: a target cell, given relative to the agent and stored as an
@@ -26,8 +31,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,18 +42,15 @@ from llmguide.sqlite import connect_shared, store_error
 
 __all__ = [
     "COLOURS",
+    "DEFAULT_VERB",
     "KINDS",
     "TARGET_TYPES",
     "Proposal",
     "Subgoal",
-    "Target",
     "Teacher",
     "TeacherCache",
-    "layout_targets",
-    "minigrid_base",
+    "TeacherStats",
     "parse_instruction",
-    "plan_next",
-    "symbolic_state",
 ]
 
 KINDS = ("positional", "object", "language")
@@ -96,7 +97,9 @@ class Subgoal:
         verb = self.verb or DEFAULT_VERB[kind]
         if verb in _VERB_EVENT:
             return f"{_VERB_EVENT[verb]} {name}" in events
-        # "go to X": facing X from the next cell.
+        # "go to X": facing X from the next cell. Imported here: minigrid_planning builds on this module.
+        from llmguide.teachers.minigrid_planning import minigrid_base
+
         base = minigrid_base(env) if env is not None else None
         if base is None:
             return False
@@ -113,42 +116,6 @@ class Subgoal:
         return cls(kind=data["kind"], text=data["text"], obj=obj, cell=cell, verb=data.get("verb"))  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Target:
-    """An object in the layout a subgoal may name, with where to stand to reach it."""
-
-    verb: str
-    type: str
-    colour: str | None
-    cell: tuple[int, int]
-    approach: tuple[int, int] | None  # the cell from which it is reached (None: unreachable)
-
-    @property
-    def name(self) -> str:
-        return self.type if self.colour is None else f"{self.colour} {self.type}"
-
-    @property
-    def instruction(self) -> str:
-        return f"{self.verb} the {self.name}"
-
-    def as_subgoal(self, kind: str, agent_pos: tuple[int, int] | None = None) -> Subgoal:
-        """This target expressed as a subgoal of `kind`."""
-        if kind == "object":
-            return Subgoal("object", self.name, obj=(self.type, self.colour), verb=self.verb)
-        if kind == "language":
-            return Subgoal("language", self.instruction, obj=(self.type, self.colour), verb=self.verb)
-        if kind == "positional":
-            cell = self.approach or self.cell
-            return Subgoal("positional", relative_text(cell, agent_pos), cell=cell)
-        raise ValueError(f"unknown subgoal kind {kind!r}")
-
-
-def relative_text(cell: tuple[int, int], agent_pos: tuple[int, int] | None) -> str:
-    """'(+2, -1)': columns east, rows south of the agent."""
-    ax, ay = agent_pos or (0, 0)
-    return f"({cell[0] - ax:+d}, {cell[1] - ay:+d})"
-
-
 @dataclass
 class Proposal:
     """What one `Teacher.propose` call did (the wrapper sums these per episode)."""
@@ -159,185 +126,6 @@ class Proposal:
     llm_generations: int = 0  # model generations (response-cache misses)
     invalid: int = 0  # answers rejected after the bounded retries
     budget_skip: bool = False
-
-
-# -- grid helpers ------------------------------------------------------------
-def minigrid_base(env: gym.Env) -> Any:
-    """The MiniGrid env under any wrappers, or None when it is not one."""
-    base = getattr(env, "unwrapped", env)
-    return base if hasattr(base, "grid") and hasattr(base, "agent_pos") else None
-
-
-def _grid_objects(base: Any) -> Iterator[tuple[int, int, Any]]:
-    """(x, y, object) for every non-empty cell, column by column (a stable order)."""
-    grid = base.grid
-    for x in range(grid.width):
-        for y in range(grid.height):
-            obj = grid.get(x, y)
-            if obj is not None:
-                yield x, y, obj
-
-
-def _neighbours(x: int, y: int) -> tuple[tuple[int, int], ...]:
-    return ((x + 1, y), (x, y + 1), (x - 1, y), (x, y - 1))
-
-
-_PICKABLE = ("key", "ball", "box")
-
-
-def _bfs(
-    base: Any, start: tuple[int, int], goal: tuple[int, int], door_ok: Any, through_objects: bool = False
-) -> list[tuple[int, int]] | None:
-    """Shortest 4-connected path start..goal; `door_ok(door)` says if a door may be crossed,
-    `through_objects` lets the path cross keys/balls/boxes (they can be picked up and moved)."""
-    grid = base.grid
-    prev: dict[tuple[int, int], tuple[int, int] | None] = {start: None}
-    queue = deque([start])
-    while queue:
-        cur = queue.popleft()
-        if cur == goal:
-            path = [cur]
-            while prev[path[-1]] is not None:
-                path.append(prev[path[-1]])  # type: ignore[arg-type]
-            return path[::-1]
-        for nxt in _neighbours(*cur):
-            if nxt in prev or not (0 <= nxt[0] < grid.width and 0 <= nxt[1] < grid.height):
-                continue
-            obj = grid.get(*nxt)
-            if nxt != goal and obj is not None:
-                if obj.type == "door":
-                    if not door_ok(obj):
-                        continue
-                elif not obj.can_overlap() and not (through_objects and obj.type in _PICKABLE):
-                    continue
-            prev[nxt] = cur
-            queue.append(nxt)
-    return None
-
-
-def _agent(base: Any) -> tuple[int, int]:
-    return (int(base.agent_pos[0]), int(base.agent_pos[1]))
-
-
-def layout_targets(env: gym.Env) -> list[Target]:
-    """Every object a subgoal may name now: keys/balls/boxes lying in the grid,
-    doors not yet open, the goal. Sorted for stable prompts."""
-    base = minigrid_base(env)
-    if base is None:
-        return []
-    start = _agent(base)
-    out = []
-    for x, y, obj in _grid_objects(base):
-        if obj.type not in TARGET_TYPES or (obj.type == "door" and obj.is_open):
-            continue
-        colour = None if obj.type == "goal" else obj.color
-        path = _bfs(base, start, (x, y), lambda d: True) or _bfs(base, start, (x, y), lambda d: True, True)
-        if obj.type == "goal":
-            approach = (x, y)
-        else:
-            approach = path[-2] if path and len(path) >= 2 else None
-        out.append(Target(DEFAULT_VERB[obj.type], obj.type, colour, (x, y), approach))
-    out.sort(key=lambda t: (TARGET_TYPES.index(t.type), t.colour or "", t.cell))
-    return out
-
-
-_MISSION_OBJ = re.compile(r"(pick up|go to|get to|open) (?:the |a )?(?:(\w+) )?(key|ball|box|door|goal)")
-
-
-def _final_target(base: Any) -> tuple[str, Any, tuple[int, int]] | None:
-    """(verb, object, cell) that completes the mission, or None if not understood."""
-    mission = str(base.mission)
-    found = None if re.search(r"\bgoal\b", mission) else _MISSION_OBJ.search(mission)
-    want = None
-    if found and found.group(3) != "goal":
-        verb = "pick up" if found.group(1) == "pick up" else ("open" if found.group(1) == "open" else "go to")
-        want = (verb, found.group(3), found.group(2))
-    for x, y, obj in _grid_objects(base):
-        if want is None and obj.type == "goal":
-            return ("go to", obj, (x, y))
-        if want is not None and obj.type == want[1] and (want[2] in (None, obj.color)):
-            return (want[0], obj, (x, y))
-    return None
-
-
-def plan_next(env: gym.Env) -> Target | None:
-    """The oracle's next step towards the mission, by BFS on the true grid.
-
-    Cross closed doors by opening them; cross a locked door only with its
-    key, else fetch that key first (opening doors on the way). DoorKey gives
-    key -> door -> goal; MultiRoom one door after another; KeyCorridor
-    door(s) -> key -> locked door -> ball.
-    """
-    base = minigrid_base(env)
-    if base is None:
-        return None
-    final = _final_target(base)
-    if final is None:
-        return None
-    verb, obj, cell = final
-    start = _agent(base)
-    carrying = base.carrying
-    has_key = lambda d: carrying is not None and carrying.type == "key" and carrying.color == d.color
-    usable = lambda d: (not d.is_locked) or has_key(d)
-
-    def step_on(path: list[tuple[int, int]], end: Target) -> Target:
-        for i, c in enumerate(path[1:-1], start=1):
-            d = base.grid.get(*c)
-            if d is not None and d.type == "door" and not d.is_open:
-                return Target("open", "door", d.color, c, path[i - 1])
-        return end
-
-    def end_target(v: str, o: Any, c: tuple[int, int], path: list[tuple[int, int]]) -> Target:
-        colour = None if o.type == "goal" else o.color
-        approach = c if o.type == "goal" else (path[-2] if len(path) >= 2 else None)
-        return Target(v, o.type, colour, c, approach)
-
-    path = _bfs(base, start, cell, usable) or _bfs(base, start, cell, usable, True)
-    if path is not None:
-        return step_on(path, end_target(verb, obj, cell, path))
-    path = _bfs(base, start, cell, lambda d: True, True)
-    if path is None:
-        return None
-    for c in path[1:-1]:
-        door = base.grid.get(*c)
-        if door is not None and door.type == "door" and door.is_locked and not has_key(door):
-            key_cell = next(
-                ((x, y) for x, y, o in _grid_objects(base) if o.type == "key" and o.color == door.color), None
-            )
-            if key_cell is None:
-                return None
-            kpath = _bfs(base, start, key_cell, usable) or _bfs(base, start, key_cell, usable, True)
-            if kpath is None:
-                return None
-            return step_on(kpath, end_target("pick up", base.grid.get(*key_cell), key_cell, kpath))
-    return None
-
-
-def symbolic_state(env: gym.Env, achieved: Sequence[Subgoal] = ()) -> dict[str, Any]:
-    """Position-free summary of the situation: what a cached answer may depend on."""
-    base = minigrid_base(env)
-    objects = []
-    for _, _, obj in _grid_objects(base):
-        if obj.type not in TARGET_TYPES:
-            continue
-        name = obj.type if obj.type == "goal" else f"{obj.color} {obj.type}"
-        if obj.type == "door":
-            name = ("locked " if obj.is_locked else ("open " if obj.is_open else "closed ")) + name
-        objects.append(name)
-    carrying = base.carrying
-    return {
-        "env": getattr(getattr(base, "spec", None), "id", None) or type(base).__name__,
-        "mission": str(base.mission),
-        "objects": sorted(objects),
-        "carrying": None if carrying is None else f"{carrying.color} {carrying.type}",
-        "achieved": [s.text for s in achieved],
-    }
-
-
-def layout_digest(env: gym.Env) -> str:
-    """Hash of the full grid encoding (positions, colours, door states)."""
-    base = minigrid_base(env)
-    return hashlib.sha1(base.grid.encode().tobytes()).hexdigest()[:16]
 
 
 # -- language rule ------------------------------------------------------------
@@ -482,6 +270,9 @@ class Teacher:
     Subclasses implement `_query`. When `cache` is set, answers are reused per
     key (`cache_key`): the symbolic state for object/language subgoals, plus
     the grid digest for positional ones (a cell depends on the layout).
+    The defaults of `check_env`, `cache_key` and `candidates` read a MiniGrid
+    grid (`llmguide.teachers.minigrid_planning`, imported when first called,
+    since that module builds on this one); teachers of other envs override them.
     """
 
     name = "teacher"
@@ -506,6 +297,8 @@ class Teacher:
     # -- public -----------------------------------------------------------
     def check_env(self, env: gym.Env) -> None:
         """Raise ConfigError when this teacher cannot guide `env` (call after reset)."""
+        from llmguide.teachers.minigrid_planning import minigrid_base
+
         from llmguide.errors import ConfigError
 
         if minigrid_base(env) is None:
@@ -515,6 +308,9 @@ class Teacher:
             )
 
     def cache_key(self, env: gym.Env, achieved: Sequence[Subgoal]) -> str:
+        """Key of a cached answer: the symbolic state (+ the layout digest for positional subgoals)."""
+        from llmguide.teachers.minigrid_planning import layout_digest, symbolic_state
+
         state = symbolic_state(env, achieved)
         state["kind"] = self.kind
         if self.kind == "positional":
@@ -541,8 +337,9 @@ class Teacher:
 
     def candidates(self, env: gym.Env) -> list[Subgoal]:
         """Valid subgoals of this teacher's kind in the current layout."""
-        base = minigrid_base(env)
-        pos = _agent(base)
+        from llmguide.teachers.minigrid_planning import agent_cell, layout_targets, minigrid_base
+
+        pos = agent_cell(minigrid_base(env))
         out: list[Subgoal] = []
         seen = set()
         for t in layout_targets(env):

@@ -12,7 +12,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from llmguide.teachers.base import Proposal, Subgoal, Teacher, minigrid_base, plan_next
+from llmguide.teachers.base import Proposal, Subgoal, Teacher
+from llmguide.teachers.minigrid_planning import minigrid_base, plan_next
 
 from llmguide.errors import ConfigError
 

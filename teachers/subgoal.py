@@ -37,12 +37,9 @@ from llmguide.teachers.base import (
     Subgoal,
     Teacher,
     TeacherCache,
-    layout_targets,
-    minigrid_base,
     parse_instruction,
-    relative_text,
-    symbolic_state,
 )
+from llmguide.teachers.minigrid_planning import layout_targets, minigrid_base, relative_text, symbolic_state
 from pydantic import BaseModel, Field
 
 from llmguide.errors import ConfigError

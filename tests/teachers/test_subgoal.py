@@ -9,7 +9,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from llmguide.envs.minigrid import make_minigrid
 from llmguide.teachers import OracleTeacher, RandomTeacher, Subgoal, SubgoalTeacher, TeacherCache, parse_instruction
-from llmguide.teachers.base import layout_targets, plan_next
+from llmguide.teachers.minigrid_planning import layout_targets, plan_next
 
 from llmguide.errors import ConfigError
 from llmguide.llm import METER
