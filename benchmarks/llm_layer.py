@@ -36,7 +36,7 @@ MAX_TOKENS = 64
 
 
 def _start_server(port: int) -> subprocess.Popen:
-    from llmguide.serve import wait_for_http
+    from llmguide.net import wait_for_http
 
     cli = Path(sys.executable).with_name("llmguide")
     proc = subprocess.Popen(
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from llmguide.llm import gpu_offload_supported, load, smollm2_path  # first: sets OMP_WAIT_POLICY
-    from llmguide.serve import free_port
+    from llmguide.net import free_port
 
     import llama_cpp
     import openai

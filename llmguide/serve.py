@@ -14,41 +14,17 @@ send and that server rejects or ignores:
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from llmguide.errors import ModelFileError
 
-__all__ = ["free_port", "wait_for_http", "normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
+# Moved to llmguide.net; still importable from here only because tests/llm/test_serve.py imports them so.
+from llmguide.net import free_port, wait_for_http  # noqa: F401
+
+__all__ = ["normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (for servers started by runs and tests)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, proc: Any, timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``url`` until it answers 200 (True); False when ``proc`` exits first or time runs out."""
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(interval)
-    return False
 
 
 def _flatten(content: Any) -> Any:

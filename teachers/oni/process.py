@@ -1,6 +1,7 @@
 """Start and stop the annotator as a real separate process on a free loopback port.
 
-Exports ``AnnotatorProcess``, ``start_annotator`` and ``free_port``.
+Exports ``AnnotatorProcess`` and ``start_annotator`` (``free_port`` and
+``wait_for_http`` come from ``llmguide.net``).
 
 A run that is given no annotator URL starts one with ``start_annotator`` and
 stops it at the end (``with start_annotator(...) as proc:``). The child is
@@ -22,9 +23,9 @@ from typing import Any
 import httpx
 
 from llmguide.errors import BackendUnavailableError
-from llmguide.serve import free_port, wait_for_http
+from llmguide.net import free_port, wait_for_http
 
-__all__ = ["AnnotatorProcess", "free_port", "start_annotator"]
+__all__ = ["AnnotatorProcess", "start_annotator"]
 
 
 class AnnotatorProcess:
