@@ -1,21 +1,59 @@
-"""Shared base of the language views: exports `TextView`.
+"""Shared base of the language views: exports `TextView`, `Deferred`, `construct`, `time_limited`.
 
 A language view is a Gymnasium wrapper that leaves observations, actions and
 rewards untouched (RL learners see the original env) and adds a text
 description plus structured extras to `info` at reset and at every step.
 Subclasses implement two hooks; the wrapper does the bookkeeping. Costly
 entries may be deferred until read (see `TextView` and `LazyInfo`).
+
+`construct` and `time_limited` are how every family builds the env under its
+view: from the env's entry point, with one `TimeLimit` at the env's own
+episode cap, so that `gymnasium.make("llmguide/...")` adds its checker and
+order-enforcing wrappers once, on top, and its spec says the real cap.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+from gymnasium.wrappers import TimeLimit
 from llmguide.envs.lazy_info import LazyInfo
 
-__all__ = ["Deferred", "TextView"]
+__all__ = ["Deferred", "TextView", "construct", "time_limited"]
+
+
+def construct(env_id: str, **kwargs: Any) -> gym.Env:
+    """The env registered as `env_id`, built from its entry point alone (no wrappers).
+
+    Why not `gym.make`: it wraps the env in its checker, order-enforcing and
+    time-limit wrappers, and `gym.make("llmguide/...")` adds them again above
+    the view. The env's spec is set the way `gym.make` sets it, so `env.spec.id`
+    still names it (teacher caches key on it). Raises gymnasium's
+    `UnregisteredEnv`/`DeprecatedEnv` for an unknown id.
+    """
+    spec = gym.spec(env_id)
+    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(spec.entry_point)
+    merged = {**copy.deepcopy(spec.kwargs), **kwargs}
+    env = creator(**merged)
+    env.unwrapped.spec = dataclasses.replace(
+        spec, kwargs=merged, max_episode_steps=None, order_enforce=False, disable_env_checker=True, additional_wrappers=()
+    )
+    return env
+
+
+def time_limited(env: gym.Env, cap: int | None) -> gym.Env:
+    """`env` under one `TimeLimit` of `cap` steps; unchanged when it has no step cap (None).
+
+    The families pass the cap the env enforces itself, so no episode ends
+    sooner than it did; the wrapper makes `env.spec.max_episode_steps` true,
+    which learners and vector envs read.
+    """
+    return env if cap is None else TimeLimit(env, int(cap))
 
 
 #: What a hook returns to defer entries: `(entries, thunks)`. `entries` (or

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, SupportsFloat
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from llmguide.envs._base import TextView
+from llmguide.envs._base import TextView, time_limited
 
 __all__ = ["TASK", "VITALS", "CrafterEnv", "CrafterText", "make_crafter"]
 
@@ -73,6 +73,8 @@ class CrafterEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
+        #: Steps after which an episode is truncated (None: never).
+        self.length = length
         self._env = crafter.Env(
             area=tuple(area),
             view=tuple(view),
@@ -264,6 +266,11 @@ class CrafterText(TextView):
 
 
 def make_crafter(env_id: str = "Crafter-v0", text: bool = True, **kwargs: Any) -> gym.Env:
-    """Make the Crafter adapter (kwargs: area, view, size, reward, length, render_mode)."""
-    env: gym.Env = CrafterEnv(**kwargs)
+    """Make the Crafter adapter (kwargs: area, view, size, reward, length, render_mode).
+
+    One `TimeLimit` at `length` (where Crafter truncates anyway) makes
+    `env.spec.max_episode_steps` the real cap.
+    """
+    base = CrafterEnv(**kwargs)
+    env = time_limited(base, base.length or None)
     return CrafterText(env) if text else env

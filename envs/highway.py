@@ -1,4 +1,4 @@
-"""Language view of highway-env: exports `HighwayText`, `make_highway`.
+"""Language view of highway-env: exports `HighwayText`, `make_highway`, `episode_cap`.
 
 DiLu-style scene text: the ego vehicle's lane and speed, then each vehicle the
 observation holds (the same `close_objects_to` query the Kinematics
@@ -19,11 +19,11 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from llmguide.envs._base import TextView
+from llmguide.envs._base import TextView, construct, time_limited
 
 from llmguide.errors import ConfigError
 
-__all__ = ["META_ACTIONS", "HighwayText", "make_highway"]
+__all__ = ["META_ACTIONS", "HighwayText", "episode_cap", "make_highway"]
 
 #: The five meta-actions in highway-env's DiscreteMetaAction index order.
 META_ACTIONS = ["LANE_LEFT", "IDLE", "LANE_RIGHT", "FASTER", "SLOWER"]
@@ -230,9 +230,33 @@ class HighwayText(TextView):
         return self._view(events)
 
 
+def episode_cap(base: Any) -> int | None:
+    """Steps until highway-env truncates by itself, or None when it never does.
+
+    The envs whose config has a `duration` truncate once their clock, advanced
+    by `1 / policy_frequency` a step, reaches it; the count repeats that float
+    sum, so it is exact (0.2 added 200 times falls short of 40). The others
+    (merge, two-way, lane-keeping) end only by terminating. Read at
+    construction: `configure()` called later does not move the cap.
+    """
+    duration = base.config.get("duration")
+    if duration is None:
+        return None
+    step, clock, steps = 1 / base.config["policy_frequency"], 0, 0
+    while not clock >= duration:
+        clock += step
+        steps += 1
+    return steps
+
+
 def make_highway(env_id: str, text: bool = True, **kwargs: Any) -> gym.Env:
-    """Make a highway-env id (highway-v0, highway-fast-v0, merge-v0, intersection-v0, ...)."""
+    """Make a highway-env id (highway-v0, highway-fast-v0, merge-v0, intersection-v0, ...).
+
+    Under one `TimeLimit` at `episode_cap` when the env has a duration, so
+    `env.spec.max_episode_steps` is the real cap (None for merge-v0).
+    """
     import highway_env  # noqa: F401  (registers the highway-env ids)
 
-    env = gym.make(env_id, **kwargs)
+    env = construct(env_id, **kwargs)
+    env = time_limited(env, episode_cap(env.unwrapped))
     return HighwayText(env) if text else env

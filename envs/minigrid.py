@@ -1,4 +1,4 @@
-"""Language view of MiniGrid and BabyAI: exports `MiniGridText`, `make_minigrid`.
+"""Language view of MiniGrid and BabyAI: exports `MiniGridText`, `make_minigrid`, `episode_cap`.
 
 The text is read from the agent's partial view (the `image` observation the
 env already computed), so it says only what the agent could perceive, and it
@@ -17,9 +17,9 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from llmguide.envs._base import TextView
+from llmguide.envs._base import TextView, construct, time_limited
 
-__all__ = ["DIRECTIONS", "MiniGridText", "make_minigrid"]
+__all__ = ["DIRECTIONS", "MiniGridText", "episode_cap", "make_minigrid"]
 
 #: Facing direction names, indexed by MiniGrid's `agent_dir`.
 DIRECTIONS = ("east", "south", "west", "north")
@@ -254,8 +254,21 @@ def _toggle_events(was: str, now: str | None) -> list[str]:
 
 
 def make_minigrid(env_id: str, text: bool = True, **kwargs: Any) -> gym.Env:
-    """Make any MiniGrid or BabyAI id, with the language view unless `text=False`."""
+    """Make any MiniGrid or BabyAI id, with the language view unless `text=False`.
+
+    The env is capped by one `TimeLimit` at its own `max_steps` (where MiniGrid
+    truncates anyway), so `env.spec.max_episode_steps` is the real cap.
+    """
     import minigrid  # noqa: F401  (registers the MiniGrid and BabyAI ids)
 
-    env = gym.make(env_id, **kwargs)
+    env = construct(env_id, **kwargs)
+    env = time_limited(env, episode_cap(env.unwrapped))
     return MiniGridText(env) if text else env
+
+
+def episode_cap(base: Any) -> int | None:
+    """Steps after which a MiniGrid env truncates: its `max_steps`, or None when that
+    changes per episode (BabyAI levels size it from each new instruction unless given)."""
+    if getattr(base, "fixed_max_steps", True) is False:
+        return None
+    return int(base.max_steps)

@@ -35,7 +35,7 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from llmguide.envs._base import Deferred, TextView
+from llmguide.envs._base import Deferred, TextView, construct, time_limited
 
 __all__ = ["HUNGER", "NetHackText", "make_nethack"]
 
@@ -448,7 +448,12 @@ class NetHackText(TextView):
 
 
 def make_nethack(env_id: str, text: bool = True, **kwargs: Any) -> gym.Env:
-    """Make an NLE id (NetHackScore-v0, NetHackChallenge-v0, ...) with the language view."""
+    """Make an NLE id (NetHackScore-v0, NetHackChallenge-v0, ...) with the language view.
+
+    NLE ends an episode itself after `max_episode_steps` steps (it quits the
+    game: terminated, status ABORTED); the one `TimeLimit` here marks the same
+    step truncated too and makes `env.spec.max_episode_steps` that cap.
+    """
     import inspect
 
     import nle  # noqa: F401  (registers the NetHack ids)
@@ -456,5 +461,6 @@ def make_nethack(env_id: str, text: bool = True, **kwargs: Any) -> gym.Env:
 
     if "fix_moon_phase" in inspect.signature(NLE.__init__).parameters:
         kwargs.setdefault("fix_moon_phase", True)
-    env = gym.make(env_id, **kwargs)
+    env = construct(env_id, **kwargs)
+    env = time_limited(env, int(env.unwrapped._max_episode_steps))
     return NetHackText(env) if text else env

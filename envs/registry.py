@@ -7,6 +7,15 @@ adapters `llmguide/Crafter-v0` and `llmguide/ScienceWorld-v0`. Every id in
 (`gymnasium.make("llmguide/MiniGrid-DoorKey-8x8-v0")` gives the text view;
 pass `text=False` for the bare env). The environment packages are imported
 only when an env of theirs is made.
+
+The chain is built once. A family builder makes the env from its own entry
+point (never through `gymnasium.make`), capped by one `TimeLimit` at the
+env's real episode cap, under the view; `make` returns that, and
+`gymnasium.make("llmguide/...")` adds its checker and order enforcing on
+top, once. So `spec.max_episode_steps` is the cap the env really has (None
+for the envs without a step cap: merge-v0, ScienceWorld). Passing
+`max_episode_steps=N` to `gymnasium.make` adds its own `TimeLimit` on top,
+to end episodes sooner.
 """
 
 from __future__ import annotations
@@ -143,6 +152,10 @@ def _import_family(family: str) -> Any:
 def make(env_id: str, text: bool = True, **kwargs: Any) -> gym.Env:
     """Make an environment by id, with its language view in `info` unless `text=False`.
 
+    The view is the outermost wrapper (its methods, e.g. ScienceWorld's
+    `step_command`, are called on the result); `gymnasium.make("llmguide/<id>")`
+    gives the same chain under gymnasium's checker and order enforcing.
+
     Example:
         >>> env = make("MiniGrid-DoorKey-5x5-v0")
         >>> obs, info = env.reset(seed=0)
@@ -162,12 +175,16 @@ def make(env_id: str, text: bool = True, **kwargs: Any) -> gym.Env:
 
 
 def _entry(base_id: str, text: bool = True, **kwargs: Any) -> gym.Env:
-    """Gymnasium entry point of every llmguide/ id (the view unless text=False)."""
+    """Gymnasium entry point of every llmguide/ id: `make` (the view unless text=False).
+
+    The family builders make the env without `gym.make`, so the `gym.make`
+    that calls this entry point is the only one to add its wrappers.
+    """
     return make(base_id, text=text, **kwargs)
 
 
 def register_envs() -> None:
-    """Register the `llmguide/...` Gymnasium ids (idempotent, imports nothing heavy)."""
+    """Register the curated `llmguide/...` Gymnasium ids (idempotent, imports nothing heavy)."""
     for e in ENVS:
         if e.id in gym.registry:
             continue

@@ -291,6 +291,10 @@ class ScienceWorldText(TextView):
 
 
 def make_scienceworld(env_id: str = "ScienceWorld-v0", text: bool = True, **kwargs: Any) -> gym.Env:
-    """Make the ScienceWorld adapter (kwargs: task, variation, simplifications, step_limit, max_actions)."""
+    """Make the ScienceWorld adapter (kwargs: task, variation, simplifications, step_limit, max_actions).
+
+    No `TimeLimit`: `step_limit` counts the simulator's moves, and free
+    actions ("look around") cost none, so no number of steps is the cap.
+    """
     env: gym.Env = ScienceWorldEnv(**kwargs)
     return ScienceWorldText(env) if text else env
