@@ -24,6 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from llmguide.envs.nethack import NetHackText
 from llmguide.teachers.oni.reward import IntrinsicReward
 from llmguide.teachers.oni.store import caption_hash
 from stable_baselines3.common.callbacks import BaseCallback
@@ -182,17 +183,39 @@ class ONILogCallback(BaseCallback):
             self.logger.record(f"oni/{key}", float(value))
 
 
+def _nethack_view(env: gym.Env) -> NetHackText | None:
+    """The NetHack language view in `env`'s wrapper chain, if there is one."""
+    while True:
+        if isinstance(env, NetHackText):
+            return env
+        if not isinstance(env, gym.Wrapper):
+            return None
+        env = env.env
+
+
 class NLEObsWrapper(gym.ObservationWrapper):
     """NLE dict obs -> ``glyphs`` (a crop around the hero), ``blstats``, ``message`` bytes.
 
-    Also puts the decoded message into ``info["message"]`` when the env did
-    not (the bare NLE env), so the ONI wrapper finds its caption.
+    It sits on the envs' NetHack view (`llmguide.envs.nethack.NetHackText`,
+    added when `env` has none), so ``info["message"]``, ONI's caption, is the
+    view's: decoded only when read, like the rest of the view's entries (the
+    view copies a few small arrays a step; the crop writes into a buffer
+    padded once, not a fresh `np.pad` a step, so the wrapper costs less than
+    it did with its own message handling). The view's reset also seeds
+    NetHack itself when given a seed, so a seeded run replays the same games.
     """
 
     def __init__(self, env: gym.Env, crop: int = 9) -> None:
-        super().__init__(env)
+        from nle import nethack
+
+        super().__init__(env if _nethack_view(env) is not None else NetHackText(env))
         self.crop = crop
         space = env.observation_space
+        rows, cols = space["glyphs"].shape
+        half = crop // 2
+        self._padded = np.full((rows + 2 * half, cols + 2 * half), MAX_GLYPH, np.int16)
+        self._inner = (slice(half, half + rows), slice(half, half + cols))
+        self._x, self._y = nethack.NLE_BL_X, nethack.NLE_BL_Y
         self.observation_space = gym.spaces.Dict({
             "glyphs": gym.spaces.Box(0, MAX_GLYPH, (crop, crop), np.int16),
             "blstats": gym.spaces.Box(-np.inf, np.inf, (space["blstats"].shape[0],), np.float32),
@@ -200,25 +223,12 @@ class NLEObsWrapper(gym.ObservationWrapper):
         })
 
     def observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        glyphs, bl = obs["glyphs"], obs["blstats"]
-        half = self.crop // 2
-        padded = np.pad(glyphs, half, constant_values=MAX_GLYPH)
-        x, y = int(bl[0]), int(bl[1])
-        crop = padded[y : y + self.crop, x : x + self.crop]
-        return {"glyphs": crop.astype(np.int16), "blstats": bl.astype(np.float32), "message": obs["message"].astype(np.uint8)}
-
-    def _with_message(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
-        if "message" not in info:
-            info = dict(info, message=caption_of({"m": obs["message"]}, "m"))
-        return info
-
-    def reset(self, **kwargs: Any) -> Any:
-        obs, info = self.env.reset(**kwargs)
-        return self.observation(obs), self._with_message(obs, info)
-
-    def step(self, action: Any) -> Any:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return self.observation(obs), reward, terminated, truncated, self._with_message(obs, info)
+        bl = obs["blstats"]
+        padded = self._padded
+        padded[self._inner] = obs["glyphs"]
+        x, y = int(bl[self._x]), int(bl[self._y])
+        crop = padded[y : y + self.crop, x : x + self.crop].copy()
+        return {"glyphs": crop, "blstats": bl.astype(np.float32), "message": obs["message"].astype(np.uint8)}
 
 
 class NLEFeatures(BaseFeaturesExtractor):
