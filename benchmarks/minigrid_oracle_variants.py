@@ -76,11 +76,12 @@ def run_one(job: tuple[str, int, int, str]) -> dict[str, Any]:
     bonus = {k: spec.pop(k) for k in ("bonus", "max_bonus") if k in spec}
     teacher = waypoint_oracle(spec["horizon"]) if "horizon" in spec else {"type": "oracle", "kind": spec["kind"]}
     start = time.perf_counter()
-    m = Experiment(ENV, teacher, "PPO", total_steps=cap, seed=seed, n_envs=8, eval_every=10_000, eval_episodes=20,
-                   stop_at_target=True, checkpoint_every=0, run_dir=Path(work) / f"{name}__{seed}", **bonus).run().metrics
+    m = Experiment(ENV, method="subgoal", teacher=teacher, learner="PPO", total_steps=cap, seed=seed, n_envs=8,
+                   eval={"every": 10_000, "episodes": 20, "stop_at_target": True, "gate": 0.2}, checkpoint_every=0,
+                   guidance=bonus, run_dir=Path(work) / f"{name}__{seed}").run().metrics
     return {"variant": name, "seed": seed, "cap": cap, "steps_to_0.9": m["steps_to_target"],
-            "final_success_rate": m["success_rate"], "wall_s": time.perf_counter() - start,
-            "evals": [(e["steps"], e["success_rate"], e.get("evaluated", True)) for e in m["evals"]]}
+            "final_success_rate": m["success"], "wall_s": time.perf_counter() - start,
+            "evals": [(e["steps"], e["success"], e.get("evaluated", True)) for e in m["curve"]]}
 
 
 def main(argv: list[str] | None = None) -> int:
