@@ -20,7 +20,6 @@ from typing import Any, Awaitable, Callable
 from llmguide.errors import ModelFileError
 
 # Moved to llmguide.net; still importable from here only because tests/llm/test_serve.py imports them so.
-from llmguide.net import free_port, wait_for_http  # noqa: F401
 
 __all__ = ["normalize_chat_request", "OpenAICompatMiddleware", "create_server_app", "run_server", "resolve_model_path"]
 
@@ -44,6 +43,8 @@ def normalize_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema")
         body["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
+    if "max_completion_tokens" in body and "max_tokens" not in body:  # newer OpenAI clients; the server reads max_tokens
+        body["max_tokens"] = body.pop("max_completion_tokens")
     return body
 
 

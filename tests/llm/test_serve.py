@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from llmguide.llm import choose, load
-from llmguide.serve import free_port, normalize_chat_request, wait_for_http
+from llmguide.net import free_port, wait_for_http
+from llmguide.serve import normalize_chat_request
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,4 @@ def test_normalize_chat_request() -> None:
     out = normalize_chat_request(body)
     assert out["messages"][0]["content"] == "ab"
     assert out["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
+    assert normalize_chat_request({"max_completion_tokens": 16})["max_tokens"] == 16  # langchain-openai's key

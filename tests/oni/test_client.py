@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from llmguide.teachers.oni.client import AnnotatorClient
-from llmguide.teachers.oni.process import free_port
+from llmguide.net import free_port
 
 
 class FakeAnnotator:

@@ -9,7 +9,8 @@ import httpx
 import numpy as np
 import pytest
 from llmguide.teachers.oni.client import AnnotatorClient
-from llmguide.teachers.oni.process import free_port, start_annotator
+from llmguide.net import free_port
+from llmguide.teachers.oni.process import start_annotator
 from llmguide.teachers.oni.store import LabelStore
 
 MESSAGES = [f"You kill the newt number {i}!" if i % 3 == 0 else f"It's wall {i}." for i in range(60)]
