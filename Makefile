@@ -50,17 +50,18 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
-## The smoke mode of each benchmark that has one (minutes on 2 cores), written
+## The smoke mode of each benchmark that has one (MiniGrid with three of its
+## teachers, then ONI; about 15 minutes on a busy 2-core machine), written
 ## under $(BENCH_OUT) so benchmarks/results/ and benchmarks/RESULTS.md are left
-## as they are; then the full benchmarks, which take up to hours each: their
-## commands and measured results are in benchmarks/RESULTS.md.
+## as they are; then a list of the full benchmarks, which take up to hours
+## each: their commands and measured results are in benchmarks/RESULTS.md.
 BENCH_OUT ?= runs/bench
 bench: install
-	$(BIN)/python benchmarks/minigrid_teachers.py --quick --no-markdown \
+	$(BIN)/python benchmarks/minigrid_teachers.py --quick --no-markdown --teachers plain,oracle,llm-object \
 		--work $(BENCH_OUT)/minigrid_teachers --out $(BENCH_OUT)/minigrid_teachers.json
 	$(BIN)/python benchmarks/oni_nethack.py --quick --out $(BENCH_OUT)/oni_nethack.json
 	@echo "Smoke results: $(BENCH_OUT)/. Full benchmarks (see --help; commands and results in benchmarks/RESULTS.md):"
-	@for f in benchmarks/*.py; do printf '  %-40s %s\n' "$(BIN)/python $$f" "$$(sed -n '1s/^"""//p' $$f)"; done
+	@for f in benchmarks/*.py; do printf '  %s\n      %s\n' "$(BIN)/python $$f" "$$(sed -n '1s/^"""//p' $$f)"; done
 
 ## Rebuild llama-cpp-python with CUDA offload (nvcc must be on PATH).
 gpu: install
