@@ -1,6 +1,6 @@
-"""RLAdapter's learner side on Crafter: exports `CrafterSubgoalObs`,
-`SubgoalImageExtractor`, `make_crafter_subgoal_env`, `RLAdapterCallback`,
-`run_rladapter_config`, `VARIANTS`.
+"""The `rladapter` method (RLAdapter, Zhang et al., 2023) on Crafter: exports `RLAdapterMethod`,
+`RLAdapterConfig`, `NetConfig`, `CrafterSubgoalObs`, `SubgoalImageExtractor`,
+`make_crafter_subgoal_env`, `RLAdapterCallback`, `VARIANTS`, `SUBGOAL_EMBED_DIM`.
 
 The PPO policy is conditioned on the embedded current subgoal: a Dict
 observation {"image": Crafter's 64x64 RGB, "subgoal": the subgoal's sentence
@@ -11,36 +11,55 @@ into that env's wrapper (and into the observation the policy acts on next),
 so PPO itself is unchanged. An optional bonus for unlocking the achievement
 the subgoal names is off by default (the published method used none).
 
-Variants of `run_rladapter_config` (``variant:`` in the YAML): ``plain``
-(PPO, same network, subgoal input always zero), ``guide`` (subgoals from the
-guide LLM alone), ``rladapter`` (adapter + guide, adapter LoRA-tuned in
-stages).
+Variants (``variant:`` in the config): ``plain`` (PPO, same network, subgoal
+input always zero), ``guide`` (subgoals from the guide LLM alone),
+``rladapter`` (adapter + guide, adapter LoRA-tuned in stages). The policy is
+evaluated on the plain env with a zero subgoal and no LLM. Training, logging,
+evaluation, checkpoints and resume are the core's (`llmguide.core`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, SupportsFloat
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from llmguide.teachers.rladapter import RLAdapterTeacher, unlocked_since
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from llmguide.config import EvalSettings, TrainedConfig
 from llmguide.errors import ConfigError
+from llmguide.methods import TrainedMethod
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmguide.agents.loop import EpisodeRecord
 
 __all__ = [
     "SUBGOAL_EMBED_DIM",
     "VARIANTS",
     "CrafterSubgoalObs",
+    "NetConfig",
     "RLAdapterCallback",
+    "RLAdapterConfig",
+    "RLAdapterMethod",
     "SubgoalImageExtractor",
     "make_crafter_subgoal_env",
-    "run_rladapter_config",
 ]
 
 VARIANTS = ("plain", "guide", "rladapter")
@@ -173,6 +192,9 @@ class RLAdapterCallback(BaseCallback):
     `stage_every` env steps (all envs), polls them without waiting, and records
     finished episodes' achievements for the Crafter score.
 
+    Each query's subgoal is appended to `log_path` (JSONL) as it is given, so an
+    interrupted or resumed run keeps every earlier line.
+
     Logged under `rladapter/*`: `queries`, `comprehension` (mean since the
     last rollout), `stage` (adapter stage in use), `stages_done`,
     `finetune_running`, `finetune_s_last`, `buffer_records`, `adapter_ms`,
@@ -185,12 +207,14 @@ class RLAdapterCallback(BaseCallback):
         teacher: RLAdapterTeacher | None = None,
         every: int | None = None,
         stage_every: int | None = None,
+        log_path: str | Path | None = None,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
         self.teacher = teacher
         self.every = int(every or (teacher.every if teacher is not None else 0))
         self.stage_every = int(stage_every) if stage_every else 0
+        self.log_path = None if log_path is None else Path(log_path)
         self.episodes: list[dict[str, int]] = []
         self.returns: list[float] = []
         self.lengths: list[int] = []
@@ -238,10 +262,8 @@ class RLAdapterCallback(BaseCallback):
                 new_obs["subgoal"][i] = advice.embedding
             if advice.score is not None:
                 self._scores.append(advice.score)
-            self.subgoal_log.append(
-                {"step": self.num_timesteps, "env": i, "subgoal": advice.subgoal, "score": advice.score,
-                 "stage": advice.stage, "analysis": advice.analysis}
-            )
+            self._log({"step": self.num_timesteps, "env": i, "subgoal": advice.subgoal, "score": advice.score,
+                       "stage": advice.stage, "analysis": advice.analysis})
         result = self.teacher.poll()
         if result is not None and self.verbose:
             print(f"rladapter: stage {result.stage} {'ready' if result.ok else 'failed'} after {result.seconds:.1f}s")
@@ -250,6 +272,12 @@ class RLAdapterCallback(BaseCallback):
             while self._next_stage <= self.num_timesteps:
                 self._next_stage += self.stage_every
         return True
+
+    def _log(self, row: dict[str, Any]) -> None:
+        self.subgoal_log.append(row)
+        if self.log_path is not None:
+            with self.log_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
 
     def _on_training_end(self) -> None:
         """Close each env's last record with the behaviour since its subgoal."""
@@ -273,6 +301,20 @@ class RLAdapterCallback(BaseCallback):
             "reward_std": float(np.std(self.returns)) if self.returns else 0.0,
             "length_mean": float(np.mean(self.lengths)) if self.lengths else 0.0,
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training episodes so far and the next stage boundary; a stage still running is
+        lost with the process, so a resume starts it again at once."""
+        running = self.teacher is not None and self.teacher.finetune_running
+        return {"episodes": self.episodes, "returns": self.returns, "lengths": self.lengths,
+                "bonus_paid": self.bonus_paid, "next_stage": 0 if running else self._next_stage}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.episodes = [dict(e) for e in state.get("episodes", [])]
+        self.returns = [float(x) for x in state.get("returns", [])]
+        self.lengths = [int(x) for x in state.get("lengths", [])]
+        self.bonus_paid = float(state.get("bonus_paid", 0.0))
+        self._next_stage = int(state.get("next_stage", self.stage_every))
 
     def _on_rollout_end(self) -> None:
         log = self.logger
@@ -302,119 +344,210 @@ class RLAdapterCallback(BaseCallback):
         log.record("rladapter/bonus", self.bonus_paid)
 
 
-def _teacher_from_config(config: Mapping[str, Any], variant: str, run_dir: Path) -> RLAdapterTeacher | None:
-    if variant == "plain":
-        return None
-    return RLAdapterTeacher(
-        adapter=config.get("adapter", "smollm2") if variant == "rladapter" else None,
-        llm=config.get("llm", "smollm2"),
-        every=int(config.get("every", 100)),
-        run_dir=run_dir,
-        mode=config.get("mode", "choice"),
-        lora_r=int(config.get("lora_r", 8)),
-        max_new_tokens=int(config.get("max_new_tokens", 40)),
-        temperature=float(config.get("adapter_temperature", 0.7)),
-        score_scale=float(config.get("score_scale", 1.0)),
-        stage_steps=int(config.get("stage_sft_steps", 20)),
-        lr=float(config.get("adapter_lr", 2e-4)),
-        batch_size=int(config.get("adapter_batch_size", 4)),
-        keep=float(config.get("keep", 0.5)),
-        min_records=int(config.get("min_records", 8)),
-        seed=int(config.get("seed", 0)),
-        n_ctx=int(config.get("n_ctx", 2048)),
-        n_threads=config.get("llm_threads", 1),
+# -- the method ---------------------------------------------------------------------------
+class NetConfig(BaseModel):
+    """The policy network: `SubgoalImageExtractor` plus the policy/value heads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[PositiveInt] = Field([16, 32, 32], min_length=1, max_length=3, description="CNN channels (up to 3 conv layers).")
+    image_features: PositiveInt = Field(256, description="Image features after the CNN.")
+    subgoal_features: PositiveInt = Field(64, description="Features of the subgoal embedding.")
+    net_arch: list[PositiveInt] = Field([64], description="Hidden layers of the policy and value heads.")
+
+
+class RLAdapterConfig(TrainedConfig):
+    """`method: rladapter` — PPO on Crafter conditioned on subgoals from a guide LLM, read through a LoRA-tuned adapter LM."""
+
+    default_total_steps: ClassVar[int] = 20_000
+
+    env: str = Field("llmguide/Crafter-v0", description="A Crafter id (the text view feeds the teacher).")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="CrafterEnv kwargs, e.g. {area: [32, 32]} for a cheaper world.")
+    variant: Literal["plain", "guide", "rladapter"] = Field(
+        "rladapter", description="plain: PPO, subgoal input zero | guide: guide LLM alone | rladapter: adapter + guide."
     )
+    llm: str = Field("smollm2", description="The guide: smollm2, gguf:PATH, openai:MODEL[@BASE_URL].")
+    llm_threads: PositiveInt | None = Field(1, description="llama.cpp threads of an in-process guide.")
+    n_ctx: PositiveInt = Field(2048, description="Context length of an in-process guide.")
+    mode: Literal["choice", "free"] = Field("choice", description="choice: constrained among the 22 achievement subgoals | free: structured free text.")
+    adapter: str = Field("smollm2", description="Adapter LM (variant rladapter): smollm2, gguf:PATH, hf:DIR.")
+    every: PositiveInt = Field(100, description="Env steps per env between guidance queries (the paper: ~100).")
+    stage_every: NonNegativeInt = Field(5000, description="Env steps between adapter fine-tune stages (0: never).")
+    min_records: PositiveInt = Field(8, description="Complete buffer records needed before a stage starts.")
+    stage_sft_steps: PositiveInt = Field(20, description="SFT optimizer steps per stage.")
+    adapter_lr: PositiveFloat = Field(2e-4, description="SFT learning rate of the adapter's LoRA.")
+    adapter_batch_size: PositiveInt = Field(4, description="SFT batch size.")
+    keep: float = Field(0.5, gt=0.0, le=1.0, description="SFT on the top fraction of records by outcome.")
+    lora_r: PositiveInt = Field(8, description="LoRA rank (the paper: 64 on a 7B model).")
+    max_new_tokens: PositiveInt = Field(40, description="Length cap of the adapter's analysis.")
+    adapter_temperature: NonNegativeFloat = Field(0.7, description="Sampling temperature of the adapter (0: greedy).")
+    score_scale: PositiveFloat = Field(1.0, description="comprehension = sigmoid(score_scale * cosine similarity).")
+    bonus: NonNegativeFloat = Field(0.0, description="Reward when the subgoal's achievement is unlocked (off, as in the paper).")
+    wait_final_s: NonNegativeFloat = Field(300.0, description="At the end of training, wait this long for a still-running stage.")
+    net: NetConfig = Field(default_factory=NetConfig, description="Policy network.")
+    eval: EvalSettings = Field(default_factory=lambda: EvalSettings(every=5_000, episodes=8),
+                               description="Evaluation on the plain env (zero subgoal, no LLM).")
+    checkpoint_every: NonNegativeInt = Field(5_000, description="Env steps between checkpoints (0 = only at the end and on Ctrl-C).")
+
+    @field_validator("env")
+    @classmethod
+    def _crafter_env(cls, env_id: str) -> str:
+        from llmguide.envs.registry import family_of
+
+        if family_of(env_id) != "crafter":
+            raise ValueError(f"the rladapter method needs a Crafter env (llmguide/Crafter-v0); {env_id!r} is not one")
+        return env_id
 
 
-def run_rladapter_config(config: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Runner for ``method: rladapter`` (see configs/rladapter_crafter.yaml for the fields).
+class RLAdapterMethod(TrainedMethod):
+    """RLAdapter's teacher guiding PPO on Crafter (see the module docstring).
 
-    Trains PPO on Crafter for `total_timesteps` with the chosen variant and
-    returns the Crafter score / reward over the training episodes, the
-    teacher's figures (comprehension by stage, fine-tune seconds per stage,
-    LLM usage) and timing. Files: `rladapter_buffer.jsonl`, `adapter/stage_K/`,
-    `subgoals.jsonl`, `progress.csv`, `policy.zip`.
+    Live objects may stand in for config keys (``prepare(raw, objects=...)``):
+    ``llm`` (a LangChain chat model as the guide), ``adapter`` (an `AdapterLM`),
+    ``embeddings`` (a LangChain `Embeddings` of dimension `SUBGOAL_EMBED_DIM`).
     """
-    import json
 
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
-    from llmguide.llm import METER
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    variant = str(config.get("variant", "rladapter"))
-    if variant not in VARIANTS:
-        raise ConfigError(f"Unknown rladapter variant {variant!r}: use one of {', '.join(VARIANTS)}.")
-    seed = int(config.get("seed", 0))
-    total = int(config.get("total_timesteps", 20000))
-    n_envs = int(config.get("n_envs", 4))
-    if config.get("torch_threads", 1):
-        torch.set_num_threads(int(config.get("torch_threads", 1)))
-    bonus = float(config.get("bonus", 0.0))
-    METER.reset()
-
-    teacher = _teacher_from_config(config, variant, run_dir)
-    dim = teacher.embedding_dim if teacher is not None else SUBGOAL_EMBED_DIM
-    thunk = make_crafter_subgoal_env(
-        config.get("env", "llmguide/Crafter-v0"), text=teacher is not None, dim=dim, bonus=bonus,
-        env_kwargs=config.get("env_kwargs") or {},
+    name = "rladapter"
+    Config = RLAdapterConfig
+    policy = "MultiInputPolicy"
+    #: PPO defaults for Crafter on CPU
+    PPO_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "n_steps": 256, "batch_size": 256, "n_epochs": 3, "learning_rate": 3e-4,
+        "ent_coef": 0.01, "gamma": 0.95, "gae_lambda": 0.65,
+    }
+    #: usage-meter counters summed over the segments of a resumed run
+    _USAGE_SUMS: ClassVar[tuple[str, ...]] = (
+        "calls", "cache_hits", "prompt_tokens", "completion_tokens", "errors", "retries", "fallbacks",
     )
-    vec_cls = SubprocVecEnv if config.get("subproc", False) else DummyVecEnv
-    venv = make_vec_env(thunk, n_envs=n_envs, seed=seed, vec_env_cls=vec_cls)
-    net = dict(config.get("net") or {})
-    policy_kwargs = {
-        "features_extractor_class": SubgoalImageExtractor,
-        "features_extractor_kwargs": {
-            "channels": tuple(net.get("channels", (16, 32, 32))),
-            "image_features": int(net.get("image_features", 256)),
-            "subgoal_features": int(net.get("subgoal_features", 64)),
-        },
-        "net_arch": list(net.get("net_arch", [64])),
-    }
-    ppo_kwargs = {"n_steps": 256, "batch_size": 256, "n_epochs": 3, "learning_rate": 3e-4,
-                  "ent_coef": 0.01, "gamma": 0.95, "gae_lambda": 0.65}
-    ppo_kwargs.update(config.get("ppo") or {})
-    model = PPO("MultiInputPolicy", venv, seed=seed, verbose=0, device="cpu", policy_kwargs=policy_kwargs, **ppo_kwargs)
-    model.set_logger(configure(str(run_dir), ["csv"]))
-    callback = RLAdapterCallback(teacher, stage_every=int(config.get("stage_every", 0) or 0))
-    t0 = time.perf_counter()
-    try:
-        model.learn(total_timesteps=total, callback=callback, progress_bar=bool(config.get("progress", False)))
-        train_s = time.perf_counter() - t0
-        waited = 0.0
+
+    def __init__(self, config: RLAdapterConfig, settings: Any, run_dir: Path, objects: dict[str, Any] | None = None) -> None:
+        super().__init__(config, settings, run_dir, objects)
+        self.config: RLAdapterConfig = config
+        self._teacher: RLAdapterTeacher | None = None
+        self._callback: RLAdapterCallback | None = None
+        self._usage_before: dict[str, Any] = {}
+        self.final_wait_s = 0.0
+
+    # -- what it builds (lazily: `llmguide eval` builds the method and never needs a teacher) --
+    def make_teacher(self) -> RLAdapterTeacher:
+        """The teacher from the config; its buffer and adapter stages live in the run dir."""
+        c, given = self.config, self.objects
+        return RLAdapterTeacher(
+            adapter=(given.get("adapter") or c.adapter) if c.variant == "rladapter" else None,
+            llm=given.get("llm") or c.llm, embeddings=given.get("embeddings"), every=c.every, run_dir=self.run_dir,
+            mode=c.mode, lora_r=c.lora_r, max_new_tokens=c.max_new_tokens, temperature=c.adapter_temperature,
+            score_scale=c.score_scale, stage_steps=c.stage_sft_steps, lr=c.adapter_lr, batch_size=c.adapter_batch_size,
+            keep=c.keep, min_records=c.min_records, seed=self.settings.seed, n_ctx=c.n_ctx, n_threads=c.llm_threads,
+        )
+
+    @property
+    def teacher(self) -> RLAdapterTeacher | None:
+        if self.config.variant == "plain":
+            return None
+        if self._teacher is None:
+            self._teacher = self.make_teacher()
+        return self._teacher
+
+    @property
+    def callback(self) -> RLAdapterCallback:
+        if self._callback is None:
+            self._callback = RLAdapterCallback(self.teacher, stage_every=self.config.stage_every,
+                                               log_path=self.run_dir / "subgoals.jsonl")
+        return self._callback
+
+    def label(self) -> str:
+        return self.settings.name or f"rladapter:{self.config.variant}"
+
+    def make_env(self, for_eval: bool = False) -> Callable[[], gym.Env]:
+        """Training: the text view (for the teacher) + the subgoal slot; evaluation: the bare env
+        with the same observation space, its subgoal left at zero (nothing sets it)."""
+        c = self.config
+        guided = c.variant != "plain" and not for_eval
+        return make_crafter_subgoal_env(c.env, text=guided, dim=SUBGOAL_EMBED_DIM, bonus=c.bonus if guided else 0.0,
+                                        env_kwargs=c.env_kwargs)
+
+    def policy_name(self) -> str:
+        return "MultiInputLstmPolicy" if self.config.learner == "RecurrentPPO" else self.policy
+
+    def learner_defaults(self) -> dict[str, Any]:
+        return dict(self.PPO_DEFAULTS) if self.config.learner in ("PPO", "RecurrentPPO") else {}
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        n = self.config.net
+        return {
+            "features_extractor_class": SubgoalImageExtractor,
+            "features_extractor_kwargs": {"channels": tuple(n.channels), "image_features": n.image_features,
+                                          "subgoal_features": n.subgoal_features},
+            "net_arch": list(n.net_arch),
+        }
+
+    def callbacks(self) -> list[Any]:
+        return [self.callback]
+
+    def after_training(self) -> None:
+        """Give a stage still fine-tuning `wait_final_s` to finish, so its weights and figures count."""
+        teacher = self._teacher
         if teacher is not None and teacher.finetune_running:
-            t1 = time.perf_counter()
-            teacher.wait(timeout=float(config.get("wait_final_s", 300)))
-            waited = time.perf_counter() - t1
-    finally:
-        if teacher is not None:
-            teacher.close()
-        venv.close()
-    model.save(str(run_dir / "policy.zip"))
-    with (run_dir / "subgoals.jsonl").open("w") as fh:
-        for row in callback.subgoal_log:
-            fh.write(json.dumps(row) + "\n")
-    metrics: dict[str, Any] = {
-        "method": "rladapter",
-        "variant": variant,
-        "seed": seed,
-        "timesteps": int(model.num_timesteps),
-        "n_envs": n_envs,
-        "bonus": bonus,
-        "train_seconds": train_s,
-        "final_wait_seconds": waited,
-        "steps_per_second": model.num_timesteps / train_s if train_s > 0 else 0.0,
-        "llm": METER.snapshot().as_dict(),
-    }
-    metrics.update(callback.crafter_metrics())
-    if teacher is not None:
-        metrics["teacher"] = teacher.summary()
-        metrics["every"] = teacher.every
-        metrics["finetune_s_per_stage"] = metrics["teacher"]["finetune_s_per_stage"]
-        metrics["comprehension_by_stage"] = metrics["teacher"]["comprehension_by_stage"]
-    return metrics
+            start = time.perf_counter()
+            teacher.wait(timeout=self.config.wait_final_s)
+            self.final_wait_s = time.perf_counter() - start
+
+    def close(self) -> None:
+        """Stop the background fine-tune process, if one still runs."""
+        if self._teacher is not None:
+            self._teacher.close()
+
+    # -- what an episode means: Crafter's achievements ----------------------------------------
+    def success(self, terminated: bool, truncated: bool, episode_return: float, info: dict[str, Any]) -> bool:
+        """An episode succeeds when it unlocked at least one achievement (Crafter has no goal)."""
+        return any(v > 0 for v in (info.get("achievement_counts") or {}).values())
+
+    def episode_extra(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {"achievements": dict(info.get("achievement_counts") or {})}
+
+    def score(self, records: list[EpisodeRecord]) -> float | None:
+        """The Crafter score (%) over the evaluation episodes."""
+        from llmguide.metrics import achievement_success_rates, crafter_score
+
+        if not records:
+            return None
+        return crafter_score(achievement_success_rates(r.extra.get("achievements", {}) for r in records))
+
+    # -- run bookkeeping ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"llm_usage": self.llm_usage()}
+        if self._callback is not None:
+            state["callback"] = self._callback.state_dict()
+        if self._teacher is not None:
+            state["teacher"] = self._teacher.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._usage_before = dict(state.get("llm_usage") or {})
+        if state.get("callback"):
+            self.callback.load_state_dict(state["callback"])
+        if state.get("teacher") and self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
+
+    def llm_usage(self) -> dict[str, Any] | None:
+        """This process's meter plus the segments before a resume (the meter restarts with the process)."""
+        from llmguide.llm import METER
+
+        usage = METER.snapshot().as_dict()
+        for key in self._USAGE_SUMS:
+            usage[key] = int(usage.get(key, 0)) + int(self._usage_before.get(key, 0))
+        return usage
+
+    def extras(self) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {"variant": c.variant, "learner": c.learner, "bonus": c.bonus}
+        if self._callback is not None:
+            out["train_crafter"] = self._callback.crafter_metrics()  # Crafter's protocol: training episodes
+        if self._teacher is not None:
+            summary = self._teacher.summary()
+            out.update(
+                teacher=summary, every=c.every, final_wait_s=self.final_wait_s,
+                comprehension_by_stage=summary["comprehension_by_stage"],
+                finetune_s_per_stage=summary["finetune_s_per_stage"],
+            )
+        return out

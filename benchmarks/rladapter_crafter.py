@@ -4,12 +4,14 @@ subgoals (no adapter) vs PPO + RLAdapter (adapter LM, LoRA-tuned in stages).
     .venv/bin/python benchmarks/rladapter_crafter.py --steps 15000 --seeds 0 1 \\
         --out benchmarks/results/rladapter_crafter.json
 
-Each (variant, seed) is one `llmguide.agents.rladapter.run_rladapter_config`
-run in its own process (`--parallel` at a time), with its run folder under
-`--runs`. The Crafter score and reward are over the episodes finished during
-training (Crafter's protocol). Writes the JSON (`crafter_score` per variant,
-`finetune_s_per_stage`, `comprehension_by_stage`, per-run figures) and
-prints a Markdown table for benchmarks/RESULTS.md.
+Each (variant, seed) is one `llmguide.core` run (`method: rladapter`) in its own
+process (`--parallel` at a time), with its run folder under `--runs`. The
+Crafter score and reward are over the episodes finished during training
+(Crafter's protocol; `extras.train_crafter` of the run's metrics.json); the
+score of the final evaluation of the policy alone (no LLM, zero subgoal) is
+kept beside it as `eval_crafter_score`. Writes the JSON (`crafter_score` per
+variant, `finetune_s_per_stage`, `comprehension_by_stage`, per-run figures)
+and prints a Markdown table for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -28,15 +30,23 @@ VARIANTS = ("plain", "guide", "rladapter")
 
 
 def run_one(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    from llmguide.agents.rladapter import run_rladapter_config
-
-    from llmguide.rundir import write_json
+    """One run through the core; the row keeps the figures `aggregate` reads."""
+    from llmguide.core import prepare, run
 
     t0 = time.perf_counter()
-    metrics = run_rladapter_config(config, Path(run_dir))
-    metrics["wall_seconds"] = time.perf_counter() - t0
-    write_json(Path(run_dir) / "metrics.json", metrics)
-    return metrics
+    m = run(prepare(config), Path(run_dir))
+    extras = m.extras
+    row: dict[str, Any] = {
+        "method": m.method, "variant": extras["variant"], "seed": m.seed, "timesteps": m.steps,
+        "n_envs": config["n_envs"], "bonus": extras["bonus"], "train_seconds": m.wall_s,
+        "final_wait_seconds": extras.get("final_wait_s", 0.0), "steps_per_second": m.steps_per_s,
+        "llm": extras["llm_usage"], **extras["train_crafter"], "eval_crafter_score": m.score,
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    if "teacher" in extras:
+        row.update(teacher=extras["teacher"], every=extras["every"], finetune_s_per_stage=extras["finetune_s_per_stage"],
+                   comprehension_by_stage=extras["comprehension_by_stage"])
+    return row
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -89,7 +99,7 @@ def aggregate(runs: list[dict[str, Any]], args: argparse.Namespace, base: dict[s
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"2-core CPU, no GPU ({platform.machine()}, shared with other jobs)",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "budget": {"total_timesteps": args.steps, "seeds": args.seeds, "n_envs": base["n_envs"],
+        "budget": {"total_steps": args.steps, "seeds": args.seeds, "n_envs": base["n_envs"],
                    "every": base["every"], "stage_every": base["stage_every"], "env_kwargs": base["env_kwargs"]},
         "bonus": base["bonus"],
         "guide": base["llm"],
@@ -144,10 +154,10 @@ def main() -> int:
     args = ap.parse_args()
 
     base = {
-        "method": "rladapter", "total_timesteps": args.steps, "n_envs": args.n_envs, "every": args.every,
+        "method": "rladapter", "total_steps": args.steps, "n_envs": args.n_envs, "every": args.every,
         "stage_every": args.stage_every, "min_records": args.min_records, "stage_sft_steps": args.stage_sft_steps,
         "env_kwargs": {"area": [args.area, args.area]}, "bonus": args.bonus, "llm": args.llm,
-        "adapter": args.adapter, "wait_final_s": 600,
+        "adapter": args.adapter, "wait_final_s": 600, "eval": {"every": 0, "episodes": 8},
     }
     stamp = time.strftime("%Y%m%d-%H%M%S")
     jobs = []

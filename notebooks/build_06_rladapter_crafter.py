@@ -82,27 +82,31 @@ print("max logit change after the stage:", float((teacher.adapter.logits(prompt)
 md("""
 ## A (very) short guided PPO run
 
-`run_rladapter_config` is what `llmguide run configs/rladapter_crafter.yaml` calls. Variants:
-`plain` (PPO, same network, subgoal input zero), `guide` (guide LLM only), `rladapter`.
-The subgoal bonus is off by default, as in the paper.
+`llmguide run configs/rladapter_crafter.yaml` does the same as `prepare` + `run` below: the core
+trains PPO with the method's env, network and callback, evaluates the policy alone (no LLM, zero
+subgoal) and writes `metrics.json`. Variants: `plain` (PPO, same network, subgoal input zero),
+`guide` (guide LLM only), `rladapter`. The subgoal bonus is off by default, as in the paper.
 """)
 code("""
-from llmguide.agents.rladapter import run_rladapter_config
+from llmguide.core import prepare, run
 
-config = {"variant": "rladapter", "total_timesteps": 128, "n_envs": 1, "every": 64, "stage_every": 0,
-          "max_new_tokens": 16, "lora_r": 4, "env_kwargs": {"area": [32, 32]},
-          "ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
-          "net": {"channels": [4, 8, 8], "image_features": 16, "subgoal_features": 8, "net_arch": [8]}}
-metrics = run_rladapter_config(config, run_dir / "ppo")
-print({k: metrics[k] for k in ("timesteps", "crafter_score", "episodes", "bonus")})
-print("subgoals:", metrics["teacher"]["subgoal_counts"], "comprehension:", metrics["comprehension_by_stage"])
+config = {"method": "rladapter", "variant": "rladapter", "total_steps": 128, "n_envs": 1, "every": 64,
+          "stage_every": 0, "max_new_tokens": 16, "lora_r": 4, "env_kwargs": {"area": [32, 32], "length": 200},
+          "learner_kwargs": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+          "net": {"channels": [4, 8, 8], "image_features": 16, "subgoal_features": 8, "net_arch": [8]},
+          "eval": {"every": 0, "episodes": 2, "n_envs": 2}}
+metrics = run(prepare(config), run_dir / "ppo")
+extras = metrics.extras
+print({"steps": metrics.steps, "eval Crafter score": metrics.score, "training Crafter score": extras["train_crafter"]["crafter_score"],
+       "episodes": metrics.episodes, "bonus": extras["bonus"]})
+print("subgoals:", extras["teacher"]["subgoal_counts"], "comprehension:", extras["comprehension_by_stage"])
 print((run_dir / "ppo" / "subgoals.jsonl").read_text().splitlines()[0][:200])
 """)
 md("""
 ## Scaling up
 
 Pass a stronger guide (`llm: gguf:/path/to/model.gguf` or `openai:MODEL@http://host:port/v1`)
-and/or adapter (`adapter: hf:/path/to/local/model`), raise `total_timesteps`, and set
+and/or adapter (`adapter: hf:/path/to/local/model`), raise `total_steps`, and set
 `every: 100` as in the paper. The 135M guide mostly repeats one subgoal; see
 `benchmarks/RESULTS.md` for what that does at a CPU-sized budget.
 """)

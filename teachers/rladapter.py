@@ -32,7 +32,7 @@ import sys
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -316,7 +316,12 @@ class RLAdapterTeacher:
             self._adapter = AdapterLM(self.adapter_spec, lora_r=self.lora_r, seed=self.seed)
             self._adapter.stage = 0
             if self.run_dir is not None:
-                self._adapter.save(self._stage_dir(0))
+                # a resumed run continues from the stage it had reached; only a new run writes stage 0
+                folder = self._stage_dir(self.stage)
+                if self.stage > 0 or (folder / "adapter_model.safetensors").is_file():
+                    self._adapter.load_stage(folder, self.stage)
+                else:
+                    self._adapter.save(folder)
         return self._adapter
 
     @property
@@ -542,6 +547,35 @@ class RLAdapterTeacher:
                 proc.kill()
             log.close()
             self._job = None
+
+    # -- resume -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue where this one stopped (JSON-able): the adapter
+        stage in use, the finished stages (so the next one gets a new folder) and the counters.
+        The buffer is its own file, reread and appended to by a new teacher on the same run dir."""
+        return {
+            "stage": self.stage,
+            "stages": [asdict(s) for s in self.stages],
+            "queries": self.queries,
+            "fallbacks": self.fallbacks,
+            "subgoal_counts": dict(self.subgoal_counts),
+            "scores_by_stage": {str(k): v for k, v in self.scores_by_stage.items()},
+            "adapter_ms": self.adapter_ms,
+            "guide_ms": self.guide_ms,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state_dict`; the adapter (loaded now or on first use) takes that stage's weights."""
+        self.stage = int(state.get("stage", 0))
+        self.stages = [StageResult(**s) for s in state.get("stages", [])]
+        self.queries = int(state.get("queries", 0))
+        self.fallbacks = int(state.get("fallbacks", 0))
+        self.subgoal_counts = Counter(state.get("subgoal_counts", {}))
+        self.scores_by_stage = {int(k): list(v) for k, v in state.get("scores_by_stage", {}).items()}
+        self.adapter_ms = list(state.get("adapter_ms", []))
+        self.guide_ms = list(state.get("guide_ms", []))
+        if self._adapter is not None and self.run_dir is not None and self.stage > 0:
+            self._adapter.load_stage(self._stage_dir(self.stage), self.stage)
 
     # -- reporting ------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

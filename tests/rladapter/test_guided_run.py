@@ -1,47 +1,75 @@
 """A short guided Crafter run with the real models: SmolLM2 adapter (transformers + LoRA),
-SmolLM2 guide (llama.cpp), MiniLM embeddings, one background fine-tune stage."""
+SmolLM2 guide (llama.cpp), MiniLM embeddings; a background fine-tune stage finishes, the
+run is interrupted, and the resumed run continues from that stage and tunes the next."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from llmguide.agents.rladapter import run_rladapter_config
-from llmguide.teachers.rladapter import SUBGOALS
+from llmguide.teachers.rladapter import SUBGOALS, RLAdapterTeacher
 from llmguide.teachers.rladapter_finetune import AdapterLM
+
+from llmguide.core import prepare, run
+from llmguide.training import RunInterrupted
 
 pytestmark = pytest.mark.slow
 
+CONFIG: dict[str, Any] = {
+    "method": "rladapter", "variant": "rladapter", "seed": 0, "total_steps": 512, "n_envs": 1, "every": 32,
+    "stage_every": 64, "min_records": 1, "stage_sft_steps": 2, "adapter_batch_size": 2, "max_new_tokens": 16,
+    "lora_r": 4, "env_kwargs": {"area": [16, 16], "length": 48}, "wait_final_s": 600, "checkpoint_every": 0,
+    "learner_kwargs": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+    "net": {"channels": [4, 8, 8], "image_features": 16, "subgoal_features": 8, "net_arch": [8]},
+    "eval": {"every": 0, "episodes": 1, "n_envs": 1},
+}
 
-def test_short_guided_run_logs_subgoals_and_tunes_a_stage(tmp_path: Path) -> None:
-    config = {
-        "variant": "rladapter", "seed": 0, "total_timesteps": 240, "n_envs": 1, "every": 100,
-        "stage_every": 200, "min_records": 1, "stage_sft_steps": 2, "adapter_batch_size": 2,
-        "max_new_tokens": 16, "lora_r": 4, "env_kwargs": {"area": [32, 32]}, "wait_final_s": 600,
-        "ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
-        "net": {"channels": [4, 8, 8], "image_features": 16, "subgoal_features": 8, "net_arch": [8]},
-    }
-    m = run_rladapter_config(config, tmp_path)
-    assert m["timesteps"] >= 240 and m["bonus"] == 0.0
-    teacher = m["teacher"]
-    assert teacher["queries"] == 3  # env steps 1, 101, 201
-    assert m["llm"]["calls"] >= 3 and teacher["adapter_ms_mean"] > 0
+
+def test_stage_survives_an_interrupt_and_the_next_stage_builds_on_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_start = RLAdapterTeacher.start_stage
+
+    def start_wait_stop(self: RLAdapterTeacher, step: int = 0) -> bool:
+        """The first stage: let it finish (as it would in the background), then Ctrl-C."""
+        if not real_start(self, step):
+            return False
+        result = self.wait(timeout=600)
+        assert result is not None and result.ok, result
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RLAdapterTeacher, "start_stage", start_wait_stop)
+    with pytest.raises(RunInterrupted):
+        run(prepare(CONFIG), tmp_path)
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    assert state["num_timesteps"] == 64
+    teacher_state = state["method_state"]["teacher"]
+    assert teacher_state["stage"] == 1 and [s["ok"] for s in teacher_state["stages"]] == [True]
+    stage_1 = tmp_path / "adapter" / "stage_1"
+    assert json.loads((stage_1 / "stats.json").read_text())["examples"] >= 1
+    buffer = (tmp_path / "rladapter_buffer.jsonl").read_text()
+
+    monkeypatch.setattr(RLAdapterTeacher, "start_stage", real_start)
+    m = run(prepare({**CONFIG, "total_steps": 192, "resume": True}), tmp_path)
+    assert m.resumes == 1 and m.steps >= 192 and m.llm_calls >= 6
+    teacher = m.extras["teacher"]
+    # queries at steps 1, 33 (first segment), 65, 97, 129, 161 (resumed: asked again at once)
+    assert teacher["queries"] == 6 and teacher["adapter_ms_mean"] > 0
+    # stage 2 started on resume (stage 1's boundary was reached) and was waited for at the end
+    assert teacher["stages_done"] == 2 and len(m.extras["finetune_s_per_stage"]) == 2
+    stats_2 = json.loads((tmp_path / "adapter" / "stage_2" / "stats.json").read_text())
+    assert stats_2["init"] == str(stage_1)
+    assert {"0", "1"} <= set(m.extras["comprehension_by_stage"])
 
     logged = [json.loads(line) for line in (tmp_path / "subgoals.jsonl").read_text().splitlines()]
-    assert len(logged) == 3 and all(row["subgoal"] in SUBGOALS.values() for row in logged)
+    assert len(logged) == 6 and all(row["subgoal"] in SUBGOALS.values() for row in logged)
     assert all(isinstance(row["analysis"], str) and row["analysis"] for row in logged)
+    assert [row["stage"] for row in logged[:2]] == [0, 0] and all(row["stage"] >= 1 for row in logged[2:])
 
-    records = [json.loads(line) for line in (tmp_path / "rladapter_buffer.jsonl").read_text().splitlines()]
-    assert len(records) == 3  # two closed by the next query, the last at the end of training
+    text = (tmp_path / "rladapter_buffer.jsonl").read_text()
+    assert text.startswith(buffer)
+    records = [json.loads(line) for line in text.splitlines()]
     assert all({"state", "score", "analysis", "subgoal", "outcome"} <= set(r) for r in records)
     assert "Vitals" in records[0]["state"] and 0 < records[0]["outcome"]["score"] < 1
-
-    # the stage started at step 200 in the background and finished (waited for at the end)
-    assert teacher["stages_done"] == 1 and len(m["finetune_s_per_stage"]) == 1
-    stage = tmp_path / "adapter" / "stage_1"
-    assert json.loads((stage / "stats.json").read_text())["examples"] >= 1
-    assert set(m["comprehension_by_stage"]) == {"0"}
-    lm = AdapterLM("smollm2", lora_r=4)
-    lm.load_stage(stage, 1)  # reloadable
-    assert "rladapter/stage" in (tmp_path / "progress.csv").read_text().splitlines()[0]
+    assert "rladapter/stage" in (tmp_path / "progress-resume1.csv").read_text().splitlines()[0]
+    AdapterLM("smollm2", lora_r=4).load_stage(tmp_path / "adapter" / "stage_2", 2)  # reloadable

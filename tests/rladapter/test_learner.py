@@ -1,5 +1,5 @@
 """Learner side: Dict observation + bonus wrapper, the feature extractor, the callback
-with a scripted guide (no model downloads, fake embeddings), the runner registration."""
+with a scripted guide (no model downloads, fake embeddings)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-import yaml
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from llmguide.agents.rladapter import (
@@ -17,14 +16,10 @@ from llmguide.agents.rladapter import (
     RLAdapterCallback,
     SubgoalImageExtractor,
     make_crafter_subgoal_env,
-    run_rladapter_config,
 )
 from llmguide.teachers.rladapter import SUBGOALS, RLAdapterTeacher
 
 from llmguide.errors import ConfigError
-from llmguide.runners import get_runner
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Counting(gym.Env):
@@ -97,12 +92,13 @@ def test_callback_with_scripted_guide_sets_subgoals(tmp_path: Path) -> None:
                                                              "subgoal_features": 8},
                                "net_arch": [8]})
     model.set_logger(configure(str(tmp_path), ["csv"]))
-    cb = RLAdapterCallback(teacher)
+    cb = RLAdapterCallback(teacher, log_path=tmp_path / "subgoals.jsonl")
     model.learn(total_timesteps=64, callback=cb)
     # 2 envs x 32 steps, asked at steps 1 and 17: four queries; every record closed with an
     # outcome (two by the second query, two at the end of training)
     assert teacher.queries == 4
     assert {row["subgoal"] for row in cb.subgoal_log} == {"collect wood", "place table"}
+    assert (tmp_path / "subgoals.jsonl").read_text().count("\n") == 4  # written as they are given
     assert len(teacher.buffer) == 4 and all(r["outcome"]["score"] is not None for r in teacher.buffer.records())
     assert (tmp_path / "rladapter_buffer.jsonl").read_text().count("\n") == 4
     subgoals = venv.env_method("get_wrapper_attr", "subgoal")
@@ -114,14 +110,7 @@ def test_callback_with_scripted_guide_sets_subgoals(tmp_path: Path) -> None:
     assert summary["stages_done"] == 0 and set(summary["comprehension_by_stage"]) == {"0"}
 
 
-def test_runner_is_registered_and_config_is_complete() -> None:
-    assert get_runner("rladapter") is run_rladapter_config
-    config = yaml.safe_load((ROOT / "configs" / "rladapter_crafter.yaml").read_text())
-    assert config["method"] == "rladapter" and config["bonus"] == 0.0 and config["variant"] == "rladapter"
-    for key in ("adapter", "llm", "every", "stage_every", "total_timesteps", "lora_r", "ppo", "net"):
-        assert key in config
-    with pytest.raises(ConfigError, match="variant"):
-        run_rladapter_config({"variant": "oracle"}, Path("unused"))
+def test_teacher_rejects_bad_arguments() -> None:
     with pytest.raises(ConfigError, match="every"):
         RLAdapterTeacher(adapter=None, every=0)
     with pytest.raises(ConfigError, match="mode"):
