@@ -7,9 +7,11 @@ small interface the agent needs from a memory) with ``VectorActionMemory``
 (over ``llmguide.memory.ExperienceMemory``: Chroma + MiniLM) and
 ``ListActionMemory`` (in-process word overlap), ``ActionRanker`` (the cheap
 candidate pre-filter), ``affordances`` (object -> what it affords, from the
-valid actions), ``seed_memory_from_gold``, ``evaluate_scienceworld`` and
-``run_scienceworld_config`` (the ``scienceworld`` runner behind ``llmguide
-run configs/scienceworld.yaml``).
+valid actions), ``seed_memory_from_gold``, ``score_figures``, ``check_task``,
+``interrupt_after`` and ``InterruptSafe`` (Ctrl-C waits for the JVM call in
+progress), and the ``scienceworld`` method: ``ScienceWorldMethod`` with its
+config ``ScienceWorldConfig`` (``llmguide run configs/scienceworld.yaml``; the
+core runs the episodes and writes the run record).
 
 Why it is built this way (knowledge-enhanced text-game agents, Chhikara et al., 2023):
 a ScienceWorld room offers up to ~1000 valid actions, far too many to list to
@@ -47,19 +49,26 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, SupportsFloat, runtime_checkable
 
+import gymnasium as gym
 import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from llmguide.agents.loop import EpisodeRecord, run_episodes, summarize
+from llmguide.agents.loop import EpisodeRecord
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
+from llmguide.config import AgentConfig
 from llmguide.errors import ConfigError
 from llmguide.llm import METER, choose, load
+from llmguide.methods import AgentMethod, EpisodePlan
 
 __all__ = [
     "AFFORDANCE_HEADER",
@@ -68,15 +77,19 @@ __all__ = [
     "ActionMemory",
     "ActionRanker",
     "CorrectAction",
+    "InterruptSafe",
     "ListActionMemory",
     "RandomValidAgent",
     "ScienceWorldAgent",
+    "ScienceWorldConfig",
+    "ScienceWorldMethod",
     "VectorActionMemory",
     "affordance_lines",
     "affordances",
-    "evaluate_scienceworld",
+    "check_task",
+    "interrupt_after",
     "parse_action",
-    "run_scienceworld_config",
+    "score_figures",
     "seed_memory_from_gold",
     "visible_objects",
 ]
@@ -456,8 +469,12 @@ class ScienceWorldAgent:
         self.ranker = rank if isinstance(rank, ActionRanker) else ActionRanker(rank)
         self.learn = learn
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        #: file name (without .jsonl) of the next episode's log; None: episode_NNN
+        self.log_name: str | None = None
         self.decisions = 0
         self.episodes = 0
+        #: every correct action this agent wrote to its memory (a resumed run re-adds them)
+        self.learned: list[CorrectAction] = []
         self._new_episode({})
 
     @property
@@ -567,9 +584,10 @@ class ScienceWorldAgent:
             self._credit(self._last[0], self._last[1], float(final) - self.score)
         if self.memory is not None and self.learn and self.correct:
             self.memory.add(self.correct)
+            self.learned.extend(self.correct)
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            path = self.log_dir / f"episode_{self.episodes:03d}.jsonl"
+            path = self.log_dir / f"{self.log_name or f'episode_{self.episodes:03d}'}.jsonl"
             path.write_text("".join(json.dumps(row) + "\n" for row in self.log))
         self.episodes += 1
 
@@ -588,6 +606,42 @@ class RandomValidAgent:
         return int(allowed[int(self.rng.integers(len(allowed)))])
 
 
+# -- Ctrl-C and the JVM ----------------------------------------------------------------------------
+@contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Hold Ctrl-C until the block (a call into the JVM) has finished, then raise it.
+
+    Why: py4j (0.10.9) turns a KeyboardInterrupt inside a JVM call into an
+    AttributeError (its GatewayConnection has no ``shutdown_socket``), so a run
+    could not stop cleanly and save what a resume needs. A terminal's Ctrl-C
+    also reaches the JVM (same process group) and may end it mid-call; the
+    error that follows is then reported as the interrupt it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+
+
+class InterruptSafe(gym.Wrapper):
+    """ScienceWorld env whose `reset` and `step` finish before Ctrl-C is raised (see `interrupt_after`)."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        with interrupt_after():
+            return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        with interrupt_after():
+            return self.env.step(action)
+
+
 # -- memory seeding from the simulator's gold paths -----------------------------------------------
 def gold_path(env: Any, variation: int) -> list[str]:
     """The simulator's gold action sequence for a variation of the env's task.
@@ -599,9 +653,10 @@ def gold_path(env: Any, variation: int) -> list[str]:
     sw = getattr(base, "_sw", None)
     if sw is None:
         raise ConfigError("gold paths need the llmguide ScienceWorld env (llmguide/ScienceWorld-v0).")
-    sw.load(base.task_name, int(variation), base.simplifications, generateGoldPath=True)
-    base._loaded_variation = int(variation)
-    path = list(sw.get_gold_action_sequence())
+    with interrupt_after():
+        sw.load(base.task_name, int(variation), base.simplifications, generateGoldPath=True)
+        base._loaded_variation = int(variation)
+        path = list(sw.get_gold_action_sequence())
     if path and path[0].startswith("ERROR"):
         return []
     return path
@@ -620,7 +675,8 @@ def seed_memory_from_gold(memory: ActionMemory, env: Any, variations: Sequence[i
         task, room, score, items = str(info.get("task", "")), room_of(str(obs)), float(info.get("score", 0)), []
         for step, action in enumerate(actions):
             before = situation(task, room, str(obs))
-            obs, _, terminated, truncated, info = env.unwrapped.step_command(action)
+            with interrupt_after():
+                obs, _, terminated, truncated, info = env.unwrapped.step_command(action)
             room = room_of(str(obs)) or room
             if action.startswith(("go to ", "teleport to ")):
                 room = action.split(" to ", 1)[1]
@@ -634,148 +690,239 @@ def seed_memory_from_gold(memory: ActionMemory, env: Any, variations: Sequence[i
     return added
 
 
-# -- evaluation and the runner ----------------------------------------------------------------------
-def _success(terminated: bool, truncated: bool, ret: float, info: dict[str, Any]) -> bool:
-    return float(info.get("score", 0)) >= 100
+# -- the method -------------------------------------------------------------------------------------
+ENV_ID = "llmguide/ScienceWorld-v0"
 
 
-def _extra(info: dict[str, Any]) -> dict[str, Any]:
+def score_figures(info: Mapping[str, Any]) -> dict[str, Any]:
+    """An episode's ScienceWorld figures from its last info: score 0-100 (a failed task's -100 counts
+    as 0, and as a failure), the raw score, task and variation."""
     raw = float(info.get("score", 0))
     return {"score": max(0.0, raw), "raw_score": raw, "failed": raw < 0, "task": info.get("task_name"),
             "variation": info.get("variation")}
 
 
-def evaluate_scienceworld(
-    agent: Any,
-    tasks: Sequence[str],
-    variations: Mapping[str, Sequence[int]],
-    *,
-    max_steps: int = 20,
-    simplifications: str = "easy",
-    seed: int = 0,
-    progress: bool = True,
-    seed_gold: Mapping[str, Sequence[int]] | None = None,
-) -> tuple[list[EpisodeRecord], dict[str, Any]]:
-    """Run `agent` on each task's variations (one JVM per task, shared by its episodes).
+def check_task(name: str) -> str:
+    """A ScienceWorld task name or id, checked against the package's own task list (no JVM needed)."""
+    import difflib
 
-    Score = the final ScienceWorld score, 0 for a failed task (the simulator's -100).
-    With ``seed_gold`` and a memory agent, the memory first gets the gold paths of
-    those (training) variations. Returns the records and summary metrics.
+    from scienceworld.constants import ID2TASK, NAME2ID
+
+    if name in ID2TASK or name in NAME2ID or name in ID2TASK.values():
+        return name
+    close = difflib.get_close_matches(name, list(ID2TASK.values()), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown ScienceWorld task {name!r}.{hint} Known tasks: {', '.join(ID2TASK.values())}")
+
+
+class ScienceWorldConfig(AgentConfig):
+    """`method: scienceworld` — the LLM agent (or the random control) over ScienceWorld's valid actions.
+
+    The run's `episodes` is the number of episodes per task variation.
     """
-    from llmguide.envs import make
 
-    records: list[EpisodeRecord] = []
-    calls0, decisions0 = METER.snapshot().calls, getattr(agent, "decisions", 0)
-    for task in tasks:
-        env = make("llmguide/ScienceWorld-v0", task=task, variation=int(variations[task][0]),
-                   simplifications=simplifications, step_limit=max_steps + 5)
-        try:
-            memory = getattr(agent, "memory", None)
-            if seed_gold and memory is not None and seed_gold.get(task):
-                seed_memory_from_gold(memory, env, seed_gold[task])
-            for variation in variations[task]:
-                env.unwrapped.variation = int(variation)
-                records += run_episodes(agent, env, 1, seed=seed, max_steps=max_steps, success_fn=_success,
-                                        extra_fn=_extra, progress=progress, desc=f"{task}[{variation}]")
-        finally:
-            env.close()
-    metrics: dict[str, Any] = dict(summarize(records))
-    scores = np.array([r.extra["score"] for r in records], dtype=float)
-    steps = sum(r.length for r in records)
-    decisions = getattr(agent, "decisions", 0) - decisions0
-    calls = METER.snapshot().calls - calls0
-    per_task = {t: float(np.mean([r.extra["score"] for r in records if r.extra["task"] == t])) for t in tasks}
-    metrics.update(
-        agent=getattr(agent, "label", type(agent).__name__),
-        score_mean=float(scores.mean()) if len(scores) else 0.0,
-        score_std=float(scores.std()) if len(scores) else 0.0,
-        failure_rate=float(np.mean([r.extra["failed"] for r in records])) if records else 0.0,
-        per_task_score=per_task,
-        llm_calls=calls,
-        decisions=decisions,
-        llm_calls_per_decision=calls / decisions if decisions else (0.0 if hasattr(agent, "decisions") else None),
-        steps_per_s=steps / max(1e-9, sum(r.seconds for r in records)),
-        table=[{"task": t, "score": round(s, 1)} for t, s in per_task.items()],
+    env: Literal["llmguide/ScienceWorld-v0"] = Field(ENV_ID, description="The ScienceWorld adapter (needs java).")
+    agent: Literal["llm", "random"] = Field("llm", description="llm | random (uniform over valid actions, never 'reset task').")
+    llm: str = Field("smollm2", description="LLM spec: smollm2, gguf:PATH, openai:MODEL[@URL].")
+    tasks: list[str] = Field(default_factory=lambda: ["find-living-thing"], min_length=1, description="ScienceWorld task names.")
+    variations: PositiveInt | list[NonNegativeInt] = Field(
+        1, description="Per task: the first N variations of `split`, or a list of variation ids."
     )
-    return records, metrics
+    split: Literal["train", "dev", "test"] = Field("test", description="Variation pool that `variations: N` draws from.")
+    max_steps: PositiveInt | None = Field(20, description="Step cap per episode (the simulator's own limit sits 5 above it).")
+    simplifications: str = Field("easy", description="ScienceWorld simplifications ('easy' = teleport, open doors, ...).")
+    memory: bool | str = Field(
+        False, description="Knowledge 1, previous correct actions: false | true (in-process vector memory) | "
+        "run_dir (RUN_DIR/memory) | a directory (shared by runs)."
+    )
+    affordances: bool = Field(False, description="Knowledge 2: what the task-relevant objects afford.")
+    seed_gold: NonNegativeInt | list[NonNegativeInt] = Field(
+        0, description="Fill the memory first from the gold paths of the first N training variations per task "
+        "(or of these variation ids); 0 = none."
+    )
+    top_k: PositiveInt = Field(10, description="Candidate actions offered to the LLM per step.")
+    per_verb: PositiveInt = Field(2, description="At most this many candidates share a verb.")
+    memory_k: NonNegativeInt = Field(4, description="Retrieved correct actions shown (and offered) per step.")
+    affordance_objects: NonNegativeInt = Field(5, description="Objects described by the affordances section.")
+    history: NonNegativeInt = Field(3, description="Past (action, observation) pairs in the prompt.")
+    rank: Literal["embedding", "overlap"] = Field("embedding", description="Candidate pre-filter: MiniLM or shared words.")
+    max_tokens: PositiveInt = Field(48, description="Answer token cap.")
+    n_ctx: PositiveInt = Field(2048, description="LLM context length (local models).")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        return [check_task(t) for t in tasks]
+
+    @field_validator("variations")
+    @classmethod
+    def _some_variations(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("need at least one variation id")
+        return value
 
 
-_KNOWN_KEYS = {
-    "method", "name", "env", "agent", "llm", "tasks", "variations", "split", "memory", "affordances", "seed_gold",
-    "top_k", "per_verb", "memory_k", "affordance_objects", "history", "rank", "max_steps", "simplifications",
-    "seed", "max_tokens", "n_ctx", "progress_bar", "resume", "description",
-}
+class ScienceWorldMethod(AgentMethod):
+    """The ScienceWorld LLM agent (or random control) run by the core's episode loop.
 
-
-def _variations(tasks: Sequence[str], spec: Any, split: str, seed_gold: Any) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-    """Per task: evaluation variations (explicit list, or the first N of `split`) and gold-seed ones (train split)."""
-    from llmguide.envs.scienceworld import ScienceWorldEnv
-
-    if isinstance(spec, list) and isinstance(seed_gold, (list, type(None))):
-        evals = {t: [int(v) for v in spec] for t in tasks}
-        gold = {t: [int(v) for v in (seed_gold or [])] for t in tasks}
-        return evals, gold
-    probe = ScienceWorldEnv(task=tasks[0], variation=0)
-    try:
-        evals, gold = {}, {}
-        for task in tasks:
-            probe._sw.load(task, 0, "easy")
-            pools = {"train": probe._sw.get_variations_train(), "dev": probe._sw.get_variations_dev(),
-                     "test": probe._sw.get_variations_test()}
-            if split not in pools:
-                raise ConfigError(f"split must be train, dev or test, got {split!r}.")
-            evals[task] = [int(v) for v in spec] if isinstance(spec, list) else [int(v) for v in list(pools[split])[: int(spec)]]
-            if isinstance(seed_gold, list):
-                gold[task] = [int(v) for v in seed_gold]
-            else:
-                gold[task] = [int(v) for v in list(pools["train"])[: int(seed_gold or 0)]]
-    finally:
-        probe.close()
-    return evals, gold
-
-
-def run_scienceworld_config(config: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
-    """The ``scienceworld`` runner: evaluate one agent (random or LLM with knowledge switches).
-
-    Reads the keys documented in configs/scienceworld.yaml. Writes
-    ``episodes.json`` and ``logs/episode_NNN.jsonl`` (candidates and choice per step).
+    One env (one JVM) per task, re-used by its episodes and closed by `close()`.
+    ``objects["llm"]`` (a chat model) and ``objects["memory"]`` (an `ActionMemory`)
+    stand in for the config's `llm` and `memory`.
     """
-    from llmguide.rundir import write_json
 
-    unknown = sorted(set(config) - _KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(f"Unknown scienceworld config keys {unknown}; known keys: {', '.join(sorted(_KNOWN_KEYS))}.")
-    run_dir = Path(run_dir)
-    tasks = list(config.get("tasks") or ["find-living-thing"])
-    evals, gold = _variations(tasks, config.get("variations", 2), str(config.get("split", "test")), config.get("seed_gold", 0))
-    seed = int(config.get("seed", 0))
-    kind = str(config.get("agent", "llm"))
-    METER.reset()
-    if kind == "random":
-        agent: Any = RandomValidAgent(seed=seed)
-    elif kind == "llm":
-        memory = config.get("memory", False)
-        if memory == "run_dir":
-            memory = run_dir / "memory"
+    name = "scienceworld"
+    Config = ScienceWorldConfig
+
+    def __init__(self, config: ScienceWorldConfig, settings: Any, run_dir: Path, objects: dict[str, Any] | None = None) -> None:
+        super().__init__(config, settings, run_dir, objects)
+        self.config: ScienceWorldConfig = config
+        self.agent: ScienceWorldAgent | RandomValidAgent | None = None
+        self._envs: dict[str, Any] = {}
+        self._variations: dict[str, list[int]] = {}
+        # carried by state_dict across a resume: episode outcomes, memory writes, LLM cost so far
+        self._outcomes: list[dict[str, Any]] = []
+        self._learned: list[CorrectAction] = []
+        self._decisions_before = 0
+        self._calls_before = 0
+
+    def variant(self) -> str:
+        """'random', or 'llm' with its knowledge switches ('llm+memory+affordances')."""
+        c = self.config
+        if c.agent == "random":
+            return "random"
+        memory = c.memory is not False or self.objects.get("memory") is not None
+        return "+".join(["llm"] + (["memory"] if memory else []) + (["affordances"] if c.affordances else []))
+
+    def label(self) -> str:
+        return self.settings.name or f"scienceworld:{self.variant()}"
+
+    # -- envs and variations ------------------------------------------------------------------
+    def _env(self, task: str) -> Any:
+        env = self._envs.get(task)
+        if env is None:
+            from llmguide.envs import make
+
+            limit = (self.config.max_steps or 95) + 5
+            with interrupt_after():  # kept before a held Ctrl-C is raised, so close() stops its JVM
+                env = self._envs[task] = InterruptSafe(
+                    make(ENV_ID, task=task, variation=0, simplifications=self.config.simplifications, step_limit=limit)
+                )
+        return env
+
+    def _pool(self, task: str, split: str) -> list[int]:
+        sw = self._env(task).unwrapped._sw
+        pools = {"train": sw.get_variations_train, "dev": sw.get_variations_dev, "test": sw.get_variations_test}
+        with interrupt_after():
+            return [int(v) for v in pools[split]()]
+
+    def variations(self, task: str) -> list[int]:
+        """The variations a task's episodes run on (an explicit list, or the first N of `split`)."""
+        if task not in self._variations:
+            spec = self.config.variations
+            self._variations[task] = list(spec) if isinstance(spec, list) else self._pool(task, self.config.split)[:spec]
+        return self._variations[task]
+
+    def _gold_variations(self, task: str) -> list[int]:
+        spec = self.config.seed_gold
+        return list(spec) if isinstance(spec, list) else self._pool(task, "train")[:spec] if spec else []
+
+    # -- the agent and its episodes --------------------------------------------------------------
+    def build(self, for_eval: bool = False) -> ScienceWorldAgent | RandomValidAgent:
+        """The agent; for `llmguide eval` its memory is read, never written, and logs go to eval_logs/."""
+        c = self.config
+        if c.agent == "random":
+            self.agent = RandomValidAgent(seed=self.settings.seed)
+            return self.agent
+        memory = self.objects.get("memory")  # an empty memory is falsy: test for None
+        if memory is None:
+            memory = self.run_dir / "memory" if c.memory == "run_dir" else c.memory
         agent = ScienceWorldAgent(
-            llm=config.get("llm", "smollm2"), memory=memory, affordances=bool(config.get("affordances", False)),
-            top_k=int(config.get("top_k", 10)), per_verb=int(config.get("per_verb", 2)),
-            memory_k=int(config.get("memory_k", 4)), affordance_objects=int(config.get("affordance_objects", 5)),
-            history=int(config.get("history", 3)), rank=str(config.get("rank", "embedding")),
-            max_tokens=int(config.get("max_tokens", 48)), n_ctx=int(config.get("n_ctx", 2048)), log_dir=run_dir / "logs",
+            llm=self.objects.get("llm", c.llm), memory=memory, affordances=c.affordances,
+            top_k=c.top_k, per_verb=c.per_verb, memory_k=c.memory_k, affordance_objects=c.affordance_objects,
+            history=c.history, rank=c.rank, learn=not for_eval, max_tokens=c.max_tokens, n_ctx=c.n_ctx,
+            log_dir=self.run_dir / ("eval_logs" if for_eval else "logs"),
         )
-    else:
-        raise ConfigError(f"agent must be 'llm' or 'random', got {kind!r}.")
-    start = time.perf_counter()
-    records, metrics = evaluate_scienceworld(
-        agent, tasks, evals, max_steps=int(config.get("max_steps", 20)),
-        simplifications=str(config.get("simplifications", "easy")), seed=seed,
-        progress=bool(config.get("progress_bar", False)), seed_gold=gold if kind == "llm" else None,
-    )
-    write_json(run_dir / "episodes.json", [r.as_dict() for r in records])
-    metrics.update(
-        env="llmguide/ScienceWorld-v0", method="scienceworld", seed=seed, tasks=tasks, variations=evals,
-        llm=str(config.get("llm", "smollm2")) if kind == "llm" else None, wall_s=time.perf_counter() - start,
-        usage=METER.snapshot().as_dict(), memory_size=len(agent.memory) if getattr(agent, "memory", None) is not None else 0,
-    )
-    return metrics
+        if agent.memory is not None:
+            for task in c.tasks:  # training variations' gold paths, so the memory has something on episode 1
+                gold = self._gold_variations(task)
+                if gold:
+                    seed_memory_from_gold(agent.memory, self._env(task), gold)
+            agent.memory.add(self._learned)  # an in-process memory lost them with the interrupted process
+        self.agent = agent
+        return agent
+
+    def plan(self, episodes: int, seed: int) -> list[EpisodePlan]:
+        """`episodes` rounds over every task variation: a larger budget only appends rounds, so a
+        resume with more episodes continues the same list."""
+        pairs = [(task, variation) for task in self.config.tasks for variation in self.variations(task)]
+        return [
+            EpisodePlan(seed=seed + repeat * len(pairs) + i, tag=f"{task}[{variation}]#{repeat}",
+                        setup={"task": task, "variation": variation})
+            for repeat in range(episodes) for i, (task, variation) in enumerate(pairs)
+        ]
+
+    def env_for(self, plan: EpisodePlan) -> Any:
+        task, variation = plan.setup["task"], int(plan.setup["variation"])
+        env = self._env(task)
+        env.unwrapped.variation = variation
+        if isinstance(self.agent, RandomValidAgent):  # each episode its own draws: a resume replays them exactly
+            self.agent.rng = np.random.default_rng(plan.seed)
+        elif isinstance(self.agent, ScienceWorldAgent):
+            self.agent.log_name = f"{task}-v{variation}-s{plan.seed}"
+        return env
+
+    def on_resume(self, episodes_done: int) -> None:
+        if isinstance(self.agent, ScienceWorldAgent):
+            self.agent.episodes = episodes_done
+
+    # -- what an episode means ----------------------------------------------------------------
+    def success(self, terminated: bool, truncated: bool, episode_return: float, info: dict[str, Any]) -> bool:
+        return float(info.get("score", 0)) >= 100
+
+    def episode_extra(self, info: dict[str, Any]) -> dict[str, Any]:
+        figures = score_figures(info)
+        self._outcomes.append({k: figures[k] for k in ("task", "variation", "score", "failed")})
+        return figures
+
+    def score(self, records: list[EpisodeRecord]) -> float | None:
+        """Mean ScienceWorld score, 0-100."""
+        return float(np.mean([r.extra["score"] for r in records])) if records else None
+
+    # -- run bookkeeping ----------------------------------------------------------------------
+    def _totals(self) -> tuple[int, int]:
+        decisions = getattr(self.agent, "decisions", 0)
+        return self._decisions_before + decisions, self._calls_before + METER.snapshot().calls
+
+    def extras(self) -> dict[str, Any]:
+        rows = self._outcomes
+        per_task = {t: float(np.mean([r["score"] for r in rows if r["task"] == t]))
+                    for t in self.config.tasks if any(r["task"] == t for r in rows)}
+        decisions, calls = self._totals()
+        memory = getattr(self.agent, "memory", None)
+        return {
+            "agent": self.variant(), "tasks": list(self.config.tasks), "variations": dict(self._variations),
+            "per_task_score": per_task, "table": [{"task": t, "score": round(s, 1)} for t, s in per_task.items()],
+            "score_std": float(np.std([r["score"] for r in rows])) if rows else 0.0,
+            "failure_rate": float(np.mean([r["failed"] for r in rows])) if rows else 0.0,
+            "decisions": decisions,
+            "llm_calls_per_decision": calls / decisions if decisions else (None if self.config.agent == "random" else 0.0),
+            "memory_size": len(memory) if memory is not None else 0,  # type: ignore[arg-type]
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        decisions, calls = self._totals()
+        learned = self._learned + list(getattr(self.agent, "learned", []))
+        return {"outcomes": self._outcomes, "learned": [asdict(c) for c in learned], "decisions": decisions,
+                "llm_calls": calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._outcomes = list(state.get("outcomes", []))
+        self._learned = [CorrectAction(**item) for item in state.get("learned", [])]
+        self._decisions_before = int(state.get("decisions", 0))
+        self._calls_before = int(state.get("llm_calls", 0))
+
+    def close(self) -> None:
+        """Stop every task's JVM."""
+        envs, self._envs = list(self._envs.values()), {}
+        for env in envs:
+            env.close()

@@ -5,8 +5,10 @@ current top-k valid actions, a text-embedding observation and
 ``action_masks()`` for sb3-contrib's MaskablePPO), `ScoreReward` (score points
 -> [0, 1] task reward), `ActionSubgoal`, `GoldPathTeacher` (next step of the
 simulator's gold path: the oracle), `LLMActionTeacher` (an LLM picks the next
-subgoal among the relevant valid actions), `make_scienceworld_env` and
-`train_scienceworld_rl`.
+subgoal among the relevant valid actions), `make_scienceworld_env`, and the
+`scienceworld_rl` method: `ScienceWorldRLMethod` with its config
+`ScienceWorldRLConfig` (``llmguide run configs/scienceworld_rl.yaml``; the core
+trains, evaluates, checkpoints and writes the run record).
 
 The teacher reaches the learner exactly as on MiniGrid: through
 `llmguide.agents.guidance.SubgoalRewardWrapper` (bounded bonus, paid once per
@@ -20,35 +22,47 @@ embeddings of the k candidate actions (zeros for empty slots), so the policy
 scores each slot by its content, DRRN-style, with a fixed-size input.
 
 Example:
-    >>> metrics = train_scienceworld_rl("find-living-thing", 0, teacher="gold", total_steps=2048,
-    ...                                 run_dir="runs/sw-rl")                          # doctest: +SKIP
+    >>> from llmguide.core import prepare, run                                              # doctest: +SKIP
+    >>> metrics = run(prepare({"method": "scienceworld_rl", "teacher": "gold", "total_steps": 2048}),
+    ...               "runs/sw-rl")                                                         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, SupportsFloat
+from typing import Any, ClassVar, Literal, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from llmguide.agents.scienceworld import ActionRanker, goal_of, gold_path
+from llmguide.agents.scienceworld import (
+    ActionRanker,
+    InterruptSafe,
+    check_task,
+    goal_of,
+    gold_path,
+    interrupt_after,
+    score_figures,
+)
 from llmguide.teachers.base import Proposal, Subgoal, Teacher
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from llmguide.config import EvalSettings, TrainedConfig
 from llmguide.errors import ConfigError
+from llmguide.methods import TrainedMethod
 
 __all__ = [
     "EMBED_DIM",
     "ActionSubgoal",
     "GoldPathTeacher",
     "LLMActionTeacher",
+    "ScienceWorldRLConfig",
+    "ScienceWorldRLMethod",
     "ScoreReward",
     "ValidActionSlots",
     "make_scienceworld_env",
-    "train_scienceworld_rl",
 ]
 
 EMBED_DIM = 384
@@ -240,8 +254,9 @@ def make_scienceworld_env(
         from llmguide.agents.guidance import SubgoalRewardWrapper
         from llmguide.envs import make
 
-        env: gym.Env = make("llmguide/ScienceWorld-v0", task=task, variation=variation, step_limit=step_limit,
-                            simplifications=simplifications)
+        with interrupt_after():
+            env: gym.Env = InterruptSafe(make("llmguide/ScienceWorld-v0", task=task, variation=variation,
+                                              step_limit=step_limit, simplifications=simplifications))
         if isinstance(teacher, GoldPathTeacher):
             teacher.prepare(env, [variation])
         env = ScoreReward(env)
@@ -252,83 +267,143 @@ def make_scienceworld_env(
     return thunk
 
 
-def _teacher(spec: Any, llm: str) -> Teacher | None:
-    if spec is None or spec in ("none", "plain", False):
-        return None
-    if isinstance(spec, Teacher):
-        return spec
-    if spec in ("gold", "oracle"):
-        return GoldPathTeacher()
-    if spec in ("llm", "subgoal"):
-        return LLMActionTeacher(llm)
-    raise ConfigError(f"ScienceWorld teacher must be none, gold or llm; got {spec!r}.")
+class ScienceWorldRLConfig(TrainedConfig):
+    """`method: scienceworld_rl` — a masked learner over the valid actions of one ScienceWorld task
+    variation, taught by the gold path, an LLM, or nobody."""
+
+    default_total_steps: ClassVar[int] = 2048
+
+    env: Literal["llmguide/ScienceWorld-v0"] = Field("llmguide/ScienceWorld-v0", description="The ScienceWorld adapter (needs java).")
+    learner: str = Field("MaskablePPO", description="SB3 learner; MaskablePPO uses the slots' action masks.")
+    n_envs: PositiveInt = Field(1, description="Parallel training envs (each runs its own JVM).")
+    task: str = Field("find-living-thing", description="ScienceWorld task name.")
+    variation: NonNegativeInt = Field(0, description="Task variation trained and evaluated on.")
+    teacher: Literal["none", "gold", "llm"] = Field(
+        "gold", description="none | gold (next step of the simulator's gold path: the oracle) | llm (an LLM picks the next step)."
+    )
+    llm: str = Field("smollm2", description="LLM spec of the llm teacher: smollm2, gguf:PATH, openai:MODEL[@URL].")
+    max_queries: PositiveInt | None = Field(200, description="LLM teacher: questions over the run (None = no cap).")
+    teacher_top_k: PositiveInt = Field(8, description="LLM teacher: valid actions offered as the next subgoal.")
+    k: PositiveInt = Field(16, description="Action slots: the k most task-relevant valid actions each step.")
+    step_limit: PositiveInt = Field(30, description="Moves per episode.")
+    simplifications: str = Field("easy", description="ScienceWorld simplifications ('easy' = teleport, open doors, ...).")
+    bonus: float = Field(0.1, ge=0.0, description="Teacher bonus per reached subgoal (task reward: score / 100).")
+    max_bonus: float = Field(0.3, ge=0.0, lt=1.0, description="Per-episode cap of the teacher bonus.")
+    checkpoint_every: int = Field(1024, ge=0, description="Env steps between checkpoints (0 = only at the end and on Ctrl-C).")
+    eval: EvalSettings = Field(
+        default_factory=lambda: EvalSettings(every=0, episodes=1, n_envs=1, deterministic=True),
+        description="Evaluation without the teacher (one variation: one greedy episode says it all).",
+    )
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        return check_task(task)
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _no_teacher(cls, value: Any) -> Any:
+        return "none" if value is None or value is False or value == "plain" else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScienceWorldRLConfig:
+        if self.bonus > self.max_bonus:
+            raise ValueError(f"need bonus <= max_bonus, got {self.bonus} > {self.max_bonus}")
+        if self.teacher == "llm" and self.vec_env == "subproc":
+            raise ValueError("the llm teacher runs in this process and counts its questions here; use vec_env: dummy")
+        return self
 
 
-def train_scienceworld_rl(
-    task: str = "find-living-thing",
-    variation: int = 0,
-    *,
-    teacher: Any = "gold",
-    llm: str = "smollm2",
-    total_steps: int = 2048,
-    k: int = 16,
-    step_limit: int = 30,
-    seed: int = 0,
-    run_dir: str | Path = "runs/scienceworld-rl",
-    eval_episodes: int = 1,
-    learner_kwargs: dict[str, Any] | None = None,
-    progress_bar: bool = False,
-) -> dict[str, Any]:
-    """Train MaskablePPO (optionally taught), then evaluate it alone; writes progress.csv, model.zip.
+class ScienceWorldRLMethod(TrainedMethod):
+    """MaskablePPO over ScienceWorld's valid actions, taught through the MiniGrid guidance wrapper.
 
-    Returns metrics: score_mean (evaluation, no teacher), success_rate, steps_per_s,
-    teacher metrics and LLM usage.
+    ``objects["teacher"]`` (a `Teacher`) or ``objects["llm"]`` (a chat model for the llm
+    teacher) stand in for the config's `teacher` and `llm`.
     """
-    from llmguide.agents.guidance import TeacherMetricsCallback
-    from sb3_contrib import MaskablePPO
-    from sb3_contrib.common.maskable.utils import get_action_masks
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.logger import configure
 
-    from llmguide.llm import METER
+    name = "scienceworld_rl"
+    Config = ScienceWorldRLConfig
+    _PPO: ClassVar[dict[str, Any]] = {"n_steps": 64, "batch_size": 32, "n_epochs": 4, "learning_rate": 3e-4,
+                                      "ent_coef": 0.01, "gamma": 0.99}
+    DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"MaskablePPO": _PPO, "PPO": _PPO, "RecurrentPPO": _PPO}
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    METER.reset()
-    guide = _teacher(teacher, llm)
-    venv = make_vec_env(make_scienceworld_env(task, variation, guide, k=k, step_limit=step_limit), n_envs=1, seed=seed)
-    callback = TeacherMetricsCallback() if guide is not None else None
-    kwargs = dict(n_steps=64, batch_size=32, n_epochs=4, learning_rate=3e-4, ent_coef=0.01, gamma=0.99,
-                  policy_kwargs={"net_arch": [128, 64]})
-    kwargs.update(learner_kwargs or {})
-    try:
-        model = MaskablePPO("MlpPolicy", venv, seed=seed, verbose=0, device="cpu", **kwargs)
-        model.set_logger(configure(str(run_dir), ["csv"]))
-        start = time.perf_counter()
-        model.learn(total_steps, callback=callback, progress_bar=progress_bar)
-        train_s = time.perf_counter() - start
-        model.save(run_dir / "model.zip")
-    finally:
-        venv.close()
-    eval_env = make_vec_env(make_scienceworld_env(task, variation, None, k=k, step_limit=step_limit), n_envs=1, seed=seed + 1)
-    scores = []
-    try:
-        for _ in range(eval_episodes):
-            obs, done = eval_env.reset(), False
-            while not done:
-                action, _ = model.predict(obs, action_masks=get_action_masks(eval_env), deterministic=True)
-                obs, _, dones, infos = eval_env.step(action)
-                done = bool(dones[0])
-            scores.append(max(0.0, float(infos[0].get("score", 0))))
-    finally:
-        eval_env.close()
-    metrics: dict[str, Any] = {
-        "env": "llmguide/ScienceWorld-v0", "method": "scienceworld", "agent": "maskable_ppo", "tasks": [task],
-        "teacher": getattr(guide, "name", "plain"), "seed": seed, "total_steps": int(model.num_timesteps),
-        "score_mean": float(np.mean(scores)), "success_rate": float(np.mean([s >= 100 for s in scores])),
-        "steps_per_s": int(model.num_timesteps) / max(1e-9, train_s), "wall_s": train_s,
-        "llm": METER.snapshot().as_dict(),
-    }
-    if callback is not None:
-        metrics["teacher_metrics"] = callback.summary()
-    return metrics
+    def __init__(self, config: ScienceWorldRLConfig, settings: Any, run_dir: Path, objects: dict[str, Any] | None = None) -> None:
+        super().__init__(config, settings, run_dir, objects)
+        self.config: ScienceWorldRLConfig = config
+        self.teacher: Teacher | None = self.objects.get("teacher")
+        self._metrics_cb: Any = None
+
+    def label(self) -> str:
+        return self.settings.name or f"scienceworld_rl:{self.config.teacher}"
+
+    def _teacher(self) -> Teacher | None:
+        """The teacher, made on first use (an LLM teacher loads its model: not for evaluation)."""
+        c = self.config
+        if self.teacher is None and c.teacher == "gold":
+            self.teacher = GoldPathTeacher()
+        elif self.teacher is None and c.teacher == "llm":
+            self.teacher = LLMActionTeacher(self.objects.get("llm", c.llm), top_k=c.teacher_top_k, max_queries=c.max_queries)
+        return self.teacher
+
+    def make_env(self, for_eval: bool = False) -> Callable[[], gym.Env]:
+        c = self.config
+        return make_scienceworld_env(
+            c.task, c.variation, None if for_eval else self._teacher(), k=c.k, step_limit=c.step_limit,
+            simplifications=c.simplifications, bonus=c.bonus, max_bonus=c.max_bonus,
+        )
+
+    def policy_name(self) -> str:
+        return "MlpLstmPolicy" if self.config.learner == "RecurrentPPO" else "MlpPolicy"
+
+    def learner_defaults(self) -> dict[str, Any]:
+        return dict(self.DEFAULTS.get(self.config.learner, {}))
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        return {"net_arch": [128, 64]}
+
+    def callbacks(self) -> list[Any]:
+        if self._teacher() is None:
+            return []
+        from llmguide.agents.guidance import TeacherMetricsCallback
+
+        if self._metrics_cb is None:
+            self._metrics_cb = TeacherMetricsCallback()
+        return [self._metrics_cb]
+
+    # -- what an episode means ----------------------------------------------------------------
+    def success(self, terminated: bool, truncated: bool, episode_return: float, info: dict[str, Any]) -> bool:
+        return float(info.get("score", 0)) >= 100
+
+    def episode_extra(self, info: dict[str, Any]) -> dict[str, Any]:
+        return score_figures(info)
+
+    def score(self, records: list[Any]) -> float | None:
+        """Mean ScienceWorld score, 0-100, of the policy alone."""
+        return float(np.mean([r.extra["score"] for r in records])) if records else None
+
+    # -- run bookkeeping ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self._metrics_cb is not None:
+            out.update(teacher_totals=dict(self._metrics_cb.totals.__dict__), teacher_episodes=self._metrics_cb.episodes)
+        if isinstance(self.teacher, LLMActionTeacher):
+            out["teacher_asked"] = self.teacher.asked  # the question budget spent stays spent
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("teacher_totals"):
+            cb = self.callbacks()[0]
+            for key, value in state["teacher_totals"].items():
+                setattr(cb.totals, key, value)
+            cb.episodes = int(state.get("teacher_episodes", 0))
+        if "teacher_asked" in state:
+            teacher = self._teacher()
+            if isinstance(teacher, LLMActionTeacher):
+                teacher.asked = int(state["teacher_asked"])
+
+    def extras(self) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {"teacher": c.teacher, "learner": c.learner, "task": c.task, "variation": c.variation, "k": c.k}
+        if self._metrics_cb is not None:
+            out["teacher_metrics"] = {**self._metrics_cb.summary(), "calls_curve": self._metrics_cb.calls_curve}
+        return out

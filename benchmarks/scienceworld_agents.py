@@ -2,7 +2,7 @@
 
 Arms (after Chhikara et al., 2023): random, llm, llm+memory, llm+affordances, llm+memory+affordances,
 each over the same tasks and test variations with a small step cap. Each arm is a
-normal run dir (config.yaml + metrics.json + episodes.json + logs/), so
+normal run dir made by `llmguide.core.run` (config.yaml + metrics.json + episodes.jsonl + logs/), so
 `llmguide report RUNS_DIR/*` compares them; this script also writes that report
 and benchmarks/results/scienceworld.json.
 
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=Path("benchmarks/results/scienceworld_report"))
     args = parser.parse_args(argv)
 
-    from llmguide.agents.scienceworld import run_scienceworld_config
-    from llmguide.rundir import make_run_dir, write_json, write_yaml
+    from llmguide.core import prepare, run
+    from llmguide.rundir import make_run_dir, write_json
 
     tasks = [t for t in args.tasks.split(",") if t]
     base = {
@@ -63,16 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             cfg = {**base, **ARMS[arm], "name": arm, "seed": seed}
             run_dir = make_run_dir("ScienceWorld", f"scienceworld-{arm}", seed, root=args.runs_dir)
-            write_yaml(run_dir / "config.yaml", cfg)
             t0 = time.perf_counter()
-            metrics = run_scienceworld_config(cfg, run_dir)
-            write_json(run_dir / "metrics.json", metrics)
+            m = run(prepare(cfg), run_dir)  # writes config.yaml, episodes.jsonl, logs/ and metrics.json
             run_dirs.append(run_dir)
             row = {
-                "arm": arm, "seed": seed, "score_mean": metrics["score_mean"], "success_rate": metrics["success_rate"],
-                "failure_rate": metrics["failure_rate"], "per_task_score": metrics["per_task_score"],
-                "llm_calls_per_step": metrics["llm_calls_per_step"], "seconds_per_step": metrics["seconds_per_step"],
-                "memory_size": metrics.get("memory_size", 0), "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir),
+                "arm": arm, "seed": seed, "score_mean": m.score, "success_rate": m.success,
+                "failure_rate": m.extras["failure_rate"], "per_task_score": m.extras["per_task_score"],
+                "llm_calls_per_step": m.llm_calls_per_1k_steps / 1000.0, "seconds_per_step": m.extras["seconds_per_step"],
+                "memory_size": m.extras["memory_size"], "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -29,12 +29,15 @@ sw = nb([
     ("code", "from llmguide.agents.loop import run_episodes, summarize\n\n"
              "records = run_episodes(agent, env, 1, max_steps=2, progress=False)\n"
              "env.close()\nprint(summarize(records))\nfor row in agent.log:\n    print(row[\"choice\"], \"<-\", row[\"candidates\"][:4])"),
-    ("md", "## Runs and a report: random baseline vs the LLM agent\n\nThe `scienceworld` runner is what `llmguide run configs/scienceworld.yaml` calls."),
-    ("code", "from llmguide.agents.scienceworld import run_scienceworld_config\nfrom llmguide.report import compare\nfrom llmguide.rundir import write_json, write_yaml\n\n"
+    ("md", "## Runs and a report: random baseline vs the LLM agent\n\n"
+           "`llmguide.core` runs the `scienceworld` method exactly as `llmguide run configs/scienceworld.yaml` does: "
+           "a run dir with config.yaml, episodes.jsonl, logs/ and metrics.json (score 0-100; per-task scores under `extras`)."),
+    ("code", "from llmguide.core import prepare, run\nfrom llmguide.report import compare\n\n"
              "dirs = []\nfor name, extra in ((\"random\", {\"agent\": \"random\"}), (\"llm+affordances\", {\"agent\": \"llm\", \"affordances\": True})):\n"
              "    cfg = {\"method\": \"scienceworld\", \"name\": name, \"tasks\": [\"find-living-thing\"], \"variations\": [0], \"max_steps\": 1, \"seed\": 0, **extra}\n"
-             "    run_dir = workdir / name\n    run_dir.mkdir()\n    write_yaml(run_dir / \"config.yaml\", cfg)\n"
-             "    write_json(run_dir / \"metrics.json\", run_scienceworld_config(cfg, run_dir))\n    dirs.append(run_dir)\n\n"
+             "    metrics = run(prepare(cfg), workdir / name)\n"
+             "    print(name, \"score\", metrics.score, \"per task\", metrics.extras[\"per_task_score\"])\n"
+             "    dirs.append(workdir / name)\n\n"
              "compare(dirs, workdir / \"report\").show()"),
 ])
 nbf.write(sw, Path(__file__).resolve().parent / "07_scienceworld.ipynb")
