@@ -49,11 +49,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, SupportsFloat, runtime_checkable
@@ -67,6 +64,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
 from llmguide.config import AgentConfig
 from llmguide.errors import ConfigError
+from llmguide.interrupts import interrupt_after
 from llmguide.llm import METER, choose, load
 from llmguide.methods import AgentMethod, EpisodePlan
 
@@ -607,29 +605,6 @@ class RandomValidAgent:
 
 
 # -- Ctrl-C and the JVM ----------------------------------------------------------------------------
-@contextmanager
-def interrupt_after() -> Iterator[None]:
-    """Hold Ctrl-C until the block (a call into the JVM) has finished, then raise it.
-
-    Why: py4j (0.10.9) turns a KeyboardInterrupt inside a JVM call into an
-    AttributeError (its GatewayConnection has no ``shutdown_socket``), so a run
-    could not stop cleanly and save what a resume needs. A terminal's Ctrl-C
-    also reaches the JVM (same process group) and may end it mid-call; the
-    error that follows is then reported as the interrupt it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
-
-
 class InterruptSafe(gym.Wrapper):
     """ScienceWorld env whose `reset` and `step` finish before Ctrl-C is raised (see `interrupt_after`)."""
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from llmguide.config import MethodConfig, RunSettings, split_config
 from llmguide.errors import ConfigError
+from llmguide.interrupts import interrupt_after
 from llmguide.methods import AgentMethod, Method, TrainedMethod, method_class
 from llmguide.record import CurvePoint, RunMetrics, llm_figures, run_usage
 from llmguide.rundir import read_json, write_json, write_yaml
@@ -187,11 +188,12 @@ def _run_agent(method: AgentMethod, run_dir: Path, start: float) -> RunMetrics:
             if plan.tag:
                 record.extra.setdefault("tag", plan.tag)
             records.append(record)
-            with path.open("a") as fh:
-                fh.write(json.dumps(record.as_dict(), default=str) + "\n")
-            write_json(state_path, {"episodes": len(records), "method_state": method.state_dict(), "resumes": resumes,
-                                    "wall_s": seconds_before + time.perf_counter() - start,
-                                    "llm_usage": run_usage(method, state.get("llm_usage"))})
+            with interrupt_after():  # the episode's record and the state that counts it land together
+                with path.open("a") as fh:
+                    fh.write(json.dumps(record.as_dict(), default=str) + "\n")
+                write_json(state_path, {"episodes": len(records), "method_state": method.state_dict(), "resumes": resumes,
+                                        "wall_s": seconds_before + time.perf_counter() - start,
+                                        "llm_usage": run_usage(method, state.get("llm_usage"))})
             bar.update(1)
     finally:
         bar.close()
@@ -239,6 +241,9 @@ def evaluate(run_dir: Path, episodes: int = 20, deterministic: bool | None = Non
                                               n_envs=prepared.config.eval.n_envs, deterministic=det)  # type: ignore[attr-defined]
             used = {"model": str(path), "llm_used": False, "deterministic": det}
         else:
+            state_path = run_dir / "checkpoints" / "state.json"
+            if state_path.exists():  # what the run learned (e.g. an in-process memory) is what gets evaluated
+                method.load_state_dict(read_json(state_path).get("method_state") or {})
             agent = method.build(for_eval=True)
             records = []
             for plan in method.plan(episodes, eval_seed):
