@@ -311,11 +311,11 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
         if not history or history[-1]["steps"] != model.num_timesteps or not history[-1].get("evaluated", True):
             evaluator.num_timesteps = model.num_timesteps
             evaluator.evaluate_now(force=True)
+        method.after_training()  # e.g. a background fine-tune stage finishing: its state goes into the checkpoint
         checkpointer.save()
         tmp = run_dir / "model.tmp.zip"
         model.save(tmp)
         os.replace(tmp, run_dir / "model.zip")
-        method.after_training()
     finally:
         venv.close()
     steps_done = int(model.num_timesteps) - int(state.get("num_timesteps", 0))
