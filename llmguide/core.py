@@ -96,11 +96,23 @@ def run(prepared: PreparedRun, run_dir: Path) -> RunMetrics:
             metrics = _run_agent(method, run_dir, start)
         else:  # pragma: no cover - a plug-in that subclassed Method directly
             raise ConfigError(f"Method {method.name!r} must subclass TrainedMethod or AgentMethod.")
-    finally:
-        method.close()
+    except BaseException:
+        _close_quietly(method)  # a Ctrl-C may have killed the method's servers too: the interrupt is the news
+        raise
+    method.close()
     metrics.extras["plot"] = _plot_curve(metrics, run_dir / "learning_curve.png")
     write_json(run_dir / "metrics.json", metrics.model_dump(mode="json"))
     return metrics
+
+
+def _close_quietly(method: Method) -> None:
+    """Close a method while another exception is on its way out; a failure here is logged, not raised."""
+    import logging
+
+    try:
+        method.close()
+    except Exception as err:  # noqa: BLE001 - anything close() raises would hide the real exception
+        logging.getLogger("llmguide").warning("closing %s after an error failed too: %s", method.name, err)
 
 
 def _plot_curve(metrics: RunMetrics, path: Path) -> str | None:
@@ -251,8 +263,10 @@ def evaluate(run_dir: Path, episodes: int = 20, deterministic: bool | None = Non
                                         max_steps=prepared.config.max_steps,  # type: ignore[attr-defined]
                                         success_fn=method.success, extra_fn=method.episode_extra)
             used = {"llm_used": True}
-    finally:
-        method.close()
+    except BaseException:
+        _close_quietly(method)
+        raise
+    method.close()
     out = {
         "method": method.name, "env": prepared.config.env, "episodes": len(records), "seed": eval_seed, **used,
         "success": float(np.mean([r.success for r in records])),
