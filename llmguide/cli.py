@@ -21,7 +21,8 @@ from llmguide.errors import ConfigError, LLMGuideError
 app = typer.Typer(help="LLMs guiding RL agents: teachers, LLM agents, runs and reports.", no_args_is_help=True)
 cache_app = typer.Typer(help="The persistent LLM response cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-console = Console()
+# Tables stay readable when the output goes to a file or a CI log (rich assumes 80 columns there).
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -207,13 +208,13 @@ def _fmt(value: Any) -> str:
 
 
 #: the RunMetrics keys shown in the CLI's tables, in this order
-_SHOWN = ("label", "status", "steps", "episodes", "success", "score", "return_mean", "steps_to_target", "llm_calls",
+_SHOWN = ("label", "steps", "episodes", "success", "score", "return_mean", "steps_to_target", "llm_calls",
           "llm_calls_per_1k_steps", "fallbacks", "first_option_rate", "invalid_actions", "steps_per_s", "wall_s")
 
 
 def _print_runs(rows: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
-    columns = [c for c in _SHOWN if any(r.get(c) is not None for r in rows)]
+    columns = [c for c in _SHOWN if any(r.get(c) not in (None, 0) for r in rows) or c in ("label", "success")]
     for col in columns:
         table.add_column(col)
     for row in rows:
