@@ -247,10 +247,6 @@ def _logger(run_dir: Path, suffix: str) -> Any:
     return Logger(str(run_dir), formats)
 
 
-def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    return {**defaults, **overrides}
-
-
 def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainOutcome:
     """Train `method`'s learner for `settings.total_steps` env steps (continuing a checkpoint when
     `settings.resume`); raises `RunInterrupted` after saving a checkpoint on Ctrl-C."""
@@ -286,8 +282,8 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
             if is_off_policy(model) and (ckpt / "replay_buffer.pkl").exists():
                 model.load_replay_buffer(ckpt / "replay_buffer.pkl")
         else:
-            kwargs = _merge(method.learner_defaults(), cfg.learner_kwargs)  # type: ignore[attr-defined]
-            policy_kwargs = _merge(method.policy_kwargs(), cfg.policy_kwargs)  # type: ignore[attr-defined]
+            kwargs = {**method.learner_defaults(), **cfg.learner_kwargs}  # type: ignore[attr-defined]
+            policy_kwargs = {**method.policy_kwargs(), **cfg.policy_kwargs}  # type: ignore[attr-defined]
             if policy_kwargs:
                 kwargs["policy_kwargs"] = {**policy_kwargs, **kwargs.get("policy_kwargs", {})}
             try:
