@@ -1,22 +1,25 @@
 """``ChatLlamaCpp``: a LangChain chat model over an in-process ``llama_cpp.Llama``.
 
-Why our own: the community integration is deprecated, and we need three
+Why our own: the community integration is deprecated, and we need four
 things it does not give together: one shared ``Llama`` per process (loading
 is the slow part and llama.cpp's prefix cache lives in it), a lock (one
-``Llama`` is not thread-safe), and JSON-schema constrained decoding exposed
-through ``response_format`` so every structured answer parses. The same
-grammars back LangChain's ``with_structured_output``.
+``Llama`` is not thread-safe), JSON-schema constrained decoding exposed
+through ``response_format`` so every structured answer parses (the same
+grammars back LangChain's ``with_structured_output``), and likelihood scoring
+of listed options (``score_options``), so a choice is not won by position.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -36,7 +39,14 @@ from llmguide.errors import ModelFileError
 # Must be set before llama_cpp (and its OpenMP runtime) is first loaded.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["ChatLlamaCpp", "get_llama", "gpu_offload_supported", "require_gguf"]
+__all__ = [
+    "ChatLlamaCpp",
+    "chat_prompt_tokens",
+    "get_llama",
+    "gpu_offload_supported",
+    "require_gguf",
+    "score_continuations",
+]
 
 _POOL: dict[tuple, tuple[Any, threading.Lock]] = {}
 _POOL_LOCK = threading.Lock()
@@ -106,6 +116,88 @@ def _to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
             content = "".join(p if isinstance(p, str) else p.get("text", "") for p in content)
         out.append({"role": roles.get(m.type, "user"), "content": content})
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _formatter(template: str, eos: str, bos: str) -> Any:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+
+def chat_prompt_tokens(llama: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The tokens of ``messages`` rendered by the GGUF's own chat template, up to the assistant's turn.
+
+    The same rendering ``create_chat_completion`` uses for such models, so scoring
+    and generation share llama.cpp's prefix cache. Raises ``NotImplementedError``
+    for a model without a template in its metadata (or with a custom chat handler).
+    """
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template or llama.chat_handler is not None:
+        raise NotImplementedError("this model has no chat template in its GGUF metadata")
+
+    def text(token: int) -> str:
+        return llama.detokenize([token], special=True).decode("utf-8", errors="ignore") if token >= 0 else ""
+
+    result = _formatter(template, text(llama.token_eos()), text(llama.token_bos()))(messages=messages)
+    return llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+
+
+def _logprobs(llama: Any, i: int = -1) -> np.ndarray:
+    """Log-softmax of the logits llama.cpp holds for output ``i`` of the last decode."""
+    import llama_cpp
+
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, i), shape=(llama.n_vocab(),))
+    x = logits.astype(np.float64)
+    x -= x.max()
+    return x - np.log(np.exp(x).sum())
+
+
+def score_continuations(llama: Any, prompt: list[int], continuations: list[list[int]]) -> tuple[list[float], int]:
+    """Mean log-probability per token of each continuation after ``prompt``, and the tokens evaluated.
+
+    The prompt is evaluated once, less the prefix already in the KV cache (as
+    ``create_completion`` reuses it). The continuations are then walked as a
+    token trie, one token per ``eval``, rewinding ``n_tokens`` between
+    branches: a prefix they share is evaluated once, and a last token not at
+    all (its probability is read from the logits before it). On CPU the cost
+    is per token, so this is the fewest that give every probability; and
+    ``logits_all`` (a vocab-sized row kept per context token) stays off.
+    The caller holds the ``Llama``'s lock. Raises ``ValueError`` when the
+    prompt and the longest continuation do not fit in the context.
+    """
+    if not prompt or not continuations or not all(continuations):
+        raise ValueError("score_continuations needs a prompt and non-empty continuations")
+    if len(prompt) + max(map(len, continuations)) > llama.n_ctx():
+        raise ValueError(f"prompt of {len(prompt)} tokens plus an option does not fit in n_ctx={llama.n_ctx()}")
+    reuse = 0
+    for cached, token in zip(llama.input_ids[: llama.n_tokens].tolist(), prompt):
+        if cached != token:
+            break
+        reuse += 1
+    reuse = min(reuse, len(prompt) - 1)  # re-evaluate at least the last token: its logits are needed
+    llama.n_tokens = reuse
+    llama.eval(prompt[reuse:])
+    evaluated = len(prompt) - reuse
+    totals = [0.0] * len(continuations)
+
+    def walk(depth: int, logprobs: np.ndarray, members: list[int]) -> None:
+        nonlocal evaluated
+        branches: dict[int, list[int]] = {}
+        for i in members:
+            branches.setdefault(continuations[i][depth], []).append(i)
+        for token, group in branches.items():
+            for i in group:
+                totals[i] += float(logprobs[token])
+            longer = [i for i in group if len(continuations[i]) > depth + 1]
+            if longer:
+                llama.n_tokens = len(prompt) + depth
+                llama.eval([token])
+                evaluated += 1
+                walk(depth + 1, _logprobs(llama), longer)
+
+    walk(0, _logprobs(llama), list(range(len(continuations))))
+    return [total / len(c) for total, c in zip(totals, continuations)], evaluated
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> UsageMetadata:
@@ -262,6 +354,22 @@ class ChatLlamaCpp(BaseChatModel):
             chunk_position="last",
         )
         yield ChatGenerationChunk(message=last)
+
+    def score_options(self, messages: list[BaseMessage], options: Sequence[str]) -> tuple[list[float], int]:
+        """Each option's mean log-probability per token as the whole assistant reply to ``messages``.
+
+        The reply is the option's tokens then the end-of-turn token, so an option
+        that is a prefix of another is not scored as if the reply went on.
+        Returns the scores and the tokens evaluated (the prompt once, less
+        llama.cpp's cached prefix). Raises ``NotImplementedError`` (no chat
+        template) or ``ValueError`` (does not fit in ``n_ctx``).
+        """
+        llama, lock = self._llama()
+        with lock:
+            prompt = chat_prompt_tokens(llama, _to_openai_messages(messages))
+            end = [llama.token_eos()]
+            replies = [llama.tokenize(o.encode("utf-8"), add_bos=False, special=False) + end for o in options]
+            return score_continuations(llama, prompt, replies)
 
     def with_structured_output(
         self,
