@@ -19,7 +19,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -32,6 +31,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from llmguide.errors import ModelFileError
+from llmguide.llm.scoring import OptionScorer
 
 # llama.cpp's OpenMP threads busy-wait by default: on a loaded 2-core machine
 # (SB3 workers, an annotator process) a 9-token call then took 25 s instead of
@@ -45,11 +45,11 @@ __all__ = [
     "get_llama",
     "gpu_offload_supported",
     "require_gguf",
-    "score_continuations",
 ]
 
 _POOL: dict[tuple, tuple[Any, threading.Lock]] = {}
 _POOL_LOCK = threading.Lock()
+_SCORERS: dict[int, OptionScorer] = {}  # id(Llama) -> its scorer; the Llama lives in _POOL
 
 
 def gpu_offload_supported() -> bool:
@@ -143,61 +143,12 @@ def chat_prompt_tokens(llama: Any, messages: list[dict[str, str]]) -> list[int]:
     return llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
 
-def _logprobs(llama: Any, i: int = -1) -> np.ndarray:
-    """Log-softmax of the logits llama.cpp holds for output ``i`` of the last decode."""
-    import llama_cpp
-
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, i), shape=(llama.n_vocab(),))
-    x = logits.astype(np.float64)
-    x -= x.max()
-    return x - np.log(np.exp(x).sum())
-
-
-def score_continuations(llama: Any, prompt: list[int], continuations: list[list[int]]) -> tuple[list[float], int]:
-    """Mean log-probability per token of each continuation after ``prompt``, and the tokens evaluated.
-
-    The prompt is evaluated once, less the prefix already in the KV cache (as
-    ``create_completion`` reuses it). The continuations are then walked as a
-    token trie, one token per ``eval``, rewinding ``n_tokens`` between
-    branches: a prefix they share is evaluated once, and a last token not at
-    all (its probability is read from the logits before it). On CPU the cost
-    is per token, so this is the fewest that give every probability; and
-    ``logits_all`` (a vocab-sized row kept per context token) stays off.
-    The caller holds the ``Llama``'s lock. Raises ``ValueError`` when the
-    prompt and the longest continuation do not fit in the context.
-    """
-    if not prompt or not continuations or not all(continuations):
-        raise ValueError("score_continuations needs a prompt and non-empty continuations")
-    if len(prompt) + max(map(len, continuations)) > llama.n_ctx():
-        raise ValueError(f"prompt of {len(prompt)} tokens plus an option does not fit in n_ctx={llama.n_ctx()}")
-    reuse = 0
-    for cached, token in zip(llama.input_ids[: llama.n_tokens].tolist(), prompt):
-        if cached != token:
-            break
-        reuse += 1
-    reuse = min(reuse, len(prompt) - 1)  # re-evaluate at least the last token: its logits are needed
-    llama.n_tokens = reuse
-    llama.eval(prompt[reuse:])
-    evaluated = len(prompt) - reuse
-    totals = [0.0] * len(continuations)
-
-    def walk(depth: int, logprobs: np.ndarray, members: list[int]) -> None:
-        nonlocal evaluated
-        branches: dict[int, list[int]] = {}
-        for i in members:
-            branches.setdefault(continuations[i][depth], []).append(i)
-        for token, group in branches.items():
-            for i in group:
-                totals[i] += float(logprobs[token])
-            longer = [i for i in group if len(continuations[i]) > depth + 1]
-            if longer:
-                llama.n_tokens = len(prompt) + depth
-                llama.eval([token])
-                evaluated += 1
-                walk(depth + 1, _logprobs(llama), longer)
-
-    walk(0, _logprobs(llama), list(range(len(continuations))))
-    return [total / len(c) for total, c in zip(totals, continuations)], evaluated
+def _scorer(llama: Any) -> OptionScorer:
+    """The ``OptionScorer`` of this ``Llama`` (made on first use; the caller holds its lock)."""
+    key = id(llama)
+    if key not in _SCORERS:
+        _SCORERS[key] = OptionScorer(llama)
+    return _SCORERS[key]
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> UsageMetadata:
@@ -360,8 +311,10 @@ class ChatLlamaCpp(BaseChatModel):
 
         The reply is the option's tokens then the end-of-turn token, so an option
         that is a prefix of another is not scored as if the reply went on.
-        Returns the scores and the tokens evaluated (the prompt once, less
-        llama.cpp's cached prefix). Raises ``NotImplementedError`` (no chat
+        All options are scored in one batch on this model's ``OptionScorer``
+        (see ``llmguide.llm.scoring``). Returns the scores and the tokens
+        evaluated (the part of the prompt not already held from the last
+        scored prompt, then each option-trie node but the leaves). Raises ``NotImplementedError`` (no chat
         template) or ``ValueError`` (does not fit in ``n_ctx``).
         """
         llama, lock = self._llama()
@@ -369,7 +322,7 @@ class ChatLlamaCpp(BaseChatModel):
             prompt = chat_prompt_tokens(llama, _to_openai_messages(messages))
             end = [llama.token_eos()]
             replies = [llama.tokenize(o.encode("utf-8"), add_bos=False, special=False) + end for o in options]
-            return score_continuations(llama, prompt, replies)
+            return _scorer(llama).score(prompt, replies)
 
     def with_structured_output(
         self,

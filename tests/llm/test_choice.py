@@ -63,22 +63,20 @@ def test_scores_are_the_mean_token_logprob_of_each_whole_reply(smollm2: ChatLlam
         assert score == pytest.approx(float(np.mean(logprobs)), abs=0.1)
 
 
-def test_the_prompt_is_evaluated_once_for_all_options(smollm2: ChatLlamaCpp, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_prompt_is_evaluated_once_for_all_options(smollm2: ChatLlamaCpp) -> None:
     llama, _ = smollm2._llama()
     messages = [HumanMessage(content="Crafter. You see a tree in front of you and hold nothing. Which action?")]
     prompt = chat_prompt_tokens(llama, _to_openai_messages(messages))
-    option_tokens = sum(len(llama.tokenize(o.encode(), add_bos=False)) + 1 for o in CRAFTER)  # + end of turn
-    evaluated: list[int] = []
-    real_eval = llama.eval
-    monkeypatch.setattr(llama, "eval", lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1])
-    llama.reset()
-    smollm2.score_options(messages, CRAFTER)
-    assert evaluated[0] == len(prompt) and set(evaluated[1:]) == {1}  # ten options, one evaluation of the prompt
-    assert len(evaluated) - 1 < option_tokens - len(CRAFTER)  # shared prefixes (move_, place_) once, last tokens never
-    evaluated.clear()
-    smollm2.score_options(messages, CRAFTER[::-1])
-    assert evaluated[0] == 1  # asked again: llama.cpp's prefix cache holds the prompt, only its last token is redone
-    answer = smollm2.invoke(messages, max_tokens=4)  # generation after scoring sees a consistent cache
+    replies = [tuple(llama.tokenize(o.encode(), add_bos=False)) + (llama.token_eos(),) for o in CRAFTER]
+    nodes = {r[:depth] for r in replies for depth in range(1, len(r))}  # proper prefixes: one forward pass each
+    assert len(nodes) < sum(map(len, replies)) - len(CRAFTER)  # shared prefixes (move_, place_) count once
+    smollm2.score_options([HumanMessage(content="Another question entirely?")], CRAFTER)
+    scores, evaluated = smollm2.score_options(messages, CRAFTER)
+    assert 1 < evaluated - len(nodes) < len(prompt)  # the new prompt, less the chat template's common start (system turn)
+    again, evaluated_again = smollm2.score_options(messages, CRAFTER[::-1])
+    assert evaluated_again == 1 + len(nodes)  # the prompt is held: only its last token is redone
+    assert again[::-1] == pytest.approx(scores, abs=1e-6)  # the order they are listed in changes nothing
+    answer = smollm2.invoke(messages, max_tokens=4)  # generation after scoring is unaffected
     assert isinstance(answer.content, str)
 
 
