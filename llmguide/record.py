@@ -55,6 +55,10 @@ class RunMetrics(BaseModel):
     fallbacks: int = 0
     first_option_rate: float | None = Field(
         None, description="Share of LLM choices among listed options that picked the first one (position bias).")
+    choices: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per call site of choose(): calls, modes (score/generate/shuffle), first_option_rate, "
+        "options_mean (1/options_mean = chance), rank_counts (chosen option's listed position), fallbacks.")
     invalid_actions: int = 0
     resumes: int = Field(0, description="How many times this run was resumed.")
     curve: list[CurvePoint] = Field(default_factory=list)
@@ -71,6 +75,7 @@ def llm_figures(usage: dict[str, Any], steps: int) -> dict[str, Any]:
         "cache_hit_rate": hits / calls if calls else 0.0,
         "fallbacks": int(usage.get("fallbacks", 0)),
         "first_option_rate": usage.get("first_option_rate"),
+        "choices": dict(usage.get("choices") or {}),
     }
 
 
@@ -78,7 +83,36 @@ def add_usage(earlier: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, 
     """A usage snapshot with the counters of earlier segments (a resumed run) added in."""
     if not earlier:
         return dict(now)
-    return {**now, **{k: int(now.get(k, 0)) + int(earlier.get(k, 0)) for k in USAGE_COUNTS}}
+    total = {**now, **{k: int(now.get(k, 0)) + int(earlier.get(k, 0)) for k in USAGE_COUNTS}}
+    total["choices"] = merge_choices([earlier.get("choices") or {}, now.get("choices") or {}])
+    chosen = sum(site["calls"] for site in total["choices"].values())
+    first = sum(site["first_option"] for site in total["choices"].values())
+    total["first_option_rate"] = first / chosen if chosen else None
+    return total
+
+
+def merge_choices(parts: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per-site choice counters (``UsageSnapshot.choices``) of several segments or runs, added up."""
+    merged: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for site, stats in part.items():
+            into = merged.setdefault(site, {"calls": 0, "first_option": 0, "modes": {}, "rank_counts": [],
+                                            "fallbacks": 0, "options_total": 0.0})
+            into["calls"] += stats["calls"]
+            into["first_option"] += stats["first_option"]
+            into["fallbacks"] += stats["fallbacks"]
+            into["options_total"] += stats["options_mean"] * stats["calls"]
+            for mode, n in stats["modes"].items():
+                into["modes"][mode] = into["modes"].get(mode, 0) + n
+            ranks = into["rank_counts"]
+            ranks.extend([0] * (len(stats["rank_counts"]) - len(ranks)))
+            for rank, n in enumerate(stats["rank_counts"]):
+                ranks[rank] += n
+    for stats in merged.values():
+        calls = stats["calls"]
+        stats["first_option_rate"] = stats["first_option"] / calls if calls else None
+        stats["options_mean"] = stats.pop("options_total") / calls if calls else 0.0
+    return merged
 
 
 def run_usage(method: Any, earlier: dict[str, Any] | None) -> dict[str, Any]:

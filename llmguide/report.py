@@ -9,6 +9,8 @@ keys — and writes, in ``out_dir``:
   return (mean ± std over seeds), steps to the target, LLM calls per 1k env
   steps, cache hit rate, fallbacks, invalid actions, env steps per second —
   then the plots;
+  then, where the LLM chose among listed options, one row per call site of
+  ``choose``: mode, first-option rate beside chance, fallbacks;
 - ``learning_curves.png``: mean ± std band over the seeds of each label, from
   each record's `curve` (success where measured, else score, else return);
 - ``final_scores.png``: bars of each label's headline figure, one panel per kind;
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from llmguide.errors import ConfigError
-from llmguide.record import RunMetrics
+from llmguide.record import RunMetrics, merge_choices
 
 __all__ = ["RunSummary", "Report", "load_runs", "build_report", "compare"]
 
@@ -164,6 +166,24 @@ def _table(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
             "steps/s": _fmt(_stat([m.steps_per_s for m in ms]), n),
             "runs": n,
         })
+    return rows
+
+
+def _choice_table(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    """Per label and call site of ``choose``: how the choices were made, pooled over the seeds."""
+    rows = []
+    for label, members in _groups(runs).items():
+        for site, stats in merge_choices([m.metrics.choices for m in members]).items():
+            options = stats["options_mean"]
+            rows.append({
+                "run": label,
+                "call site": site,
+                "choices": stats["calls"],
+                "mode": ", ".join(f"{mode} {n}" for mode, n in sorted(stats["modes"].items())),
+                "first option": f"{stats['first_option_rate']:.2f}" if stats["first_option_rate"] is not None else "–",
+                "chance (1/N)": f"{1 / options:.2f}" if options else "–",
+                "fallbacks": stats["fallbacks"],
+            })
     return rows
 
 
@@ -325,6 +345,13 @@ def compare(run_dirs_or_results: Iterable[Any], out_dir: str | Path | None = Non
         "",
     ]
     lines += [f"![{p.stem}]({p.name})" for p in plots] or ["(no plottable data)"]
+    choice_rows = _choice_table(runs)
+    if choice_rows:
+        lines += ["", "## LLM choices", "",
+                  "How each call site of `choose` picked among its listed options, over all seeds: the mode that "
+                  "answered (score = likelihood of each option; generate/shuffle = constrained generation), the share "
+                  "won by the option listed first beside chance (1/N for N options), and explicit fallbacks.", "",
+                  _markdown_table(choice_rows)]
     lines += ["", "## Runs", ""]
     lines += [f"- `{r.label}` seed {r.seed}: {r.run_dir}" + (f" (curve: {r.curve[0]})" if r.curve else "") for r in runs]
     markdown = "\n".join(lines) + "\n"

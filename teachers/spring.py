@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from llmguide.errors import ConfigError, MissingDependencyError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_DAG_PATH",
@@ -263,6 +266,14 @@ def select_paragraphs(
                 continue
         kept.append(para)
         used += cost
+    if model is not None and not kept:
+        # A weak model can turn every paragraph down; an agent with no context at all
+        # is worse than one with the paper's opening, so keep it and count the fallback.
+        from llmguide.llm import METER
+
+        METER.count_fallback("spring:no_paragraph_selected")
+        log.warning("The LLM called no paragraph relevant; keeping the paper's first paragraphs within the budget.")
+        return select_paragraphs(paragraphs, None, token_budget=token_budget)
     return kept
 
 

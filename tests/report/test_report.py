@@ -117,3 +117,37 @@ def test_report_on_a_real_tiny_run(tmp_path: Path, runs: list[Path]) -> None:
     assert real.curve is not None and max(real.curve[1]) >= 128
     assert real.metrics.steps_per_s > 0
     assert (tmp_path / "out" / "learning_curves.png").exists()
+
+
+def test_choices_per_call_site_are_pooled_over_seeds(tmp_path: Path) -> None:
+    def site(calls: int, first: int, mode: str) -> dict:
+        return {"calls": calls, "first_option": first, "first_option_rate": first / calls, "modes": {mode: calls},
+                "rank_counts": [first, calls - first], "fallbacks": 1, "options_mean": 4.0}
+
+    for seed, first in ((0, 2), (1, 4)):
+        _write(tmp_path / f"dilu__{seed}", RunMetrics(
+            method="dilu", kind="agent", env="highway-v0", seed=seed, label="dilu", steps=10, episodes=1,
+            choices={"llmguide.agents.dilu": site(10, first, "score")}))
+    text = build_report([tmp_path], tmp_path / "out").read_text()
+    section = text.split("## LLM choices")[1].split("## Runs")[0]
+    row = [line for line in section.splitlines() if "llmguide.agents.dilu" in line][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["dilu", "llmguide.agents.dilu", "20", "score 20", "0.30", "0.25", "2"]
+
+
+def test_a_report_without_choices_has_no_choice_section(runs: list[Path], tmp_path: Path) -> None:
+    assert "## LLM choices" not in build_report(runs, tmp_path / "out").read_text()
+
+
+def test_usage_of_a_resumed_run_adds_up_choices() -> None:
+    from llmguide.record import add_usage
+
+    def usage(first: int) -> dict:
+        return {"calls": 5, "choices": {"s": {"calls": 5, "first_option": first, "first_option_rate": first / 5,
+                                              "modes": {"score": 5}, "rank_counts": [first, 5 - first],
+                                              "fallbacks": 0, "options_mean": 2.0}}, "first_option_rate": first / 5}
+
+    total = add_usage(usage(1), usage(4))
+    assert total["calls"] == 10
+    assert total["choices"]["s"]["calls"] == 10 and total["choices"]["s"]["rank_counts"] == [5, 5]
+    assert total["first_option_rate"] == 0.5
