@@ -399,6 +399,64 @@ def run(
         console.print(table)
 
 
+# -- sweeps on Ray (llmguide/sweep.py) -------------------------------------------
+@app.command()
+@friendly
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="Run config YAML (with a `method:` key; `arms:` allowed)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds: 0-9 or 0,2,5-7 (default: the config's seed)."),
+    grid: Optional[list[str]] = typer.Option(None, "--grid", help="A swept key: --grid learner_kwargs.learning_rate=1e-3,3e-4 (repeatable: all combinations)."),
+    address: Optional[str] = typer.Option(None, "--address", help="An existing Ray cluster (e.g. 10.0.0.1:6379); default: a local Ray instance."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where the sweep dir goes; on a cluster, a path every node sees (default: $LLMGUIDE_RUNS_DIR or ./runs)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted sweep from its sweep dir (finished trials are not re-run)."),
+    max_failures: int = typer.Option(2, "--max-failures", min=0, help="Retries of a failed trial (a lost node included) before it is reported failed."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray instance (default: all); ignored with --address."),
+    gpu_fraction: float = typer.Option(0.25, "--gpu-fraction", min=0.0, max=1.0, help="GPU share of a trial that offloads a local GGUF (n_gpu_layers != 0)."),
+    refresh: float = typer.Option(5.0, "--refresh", min=0.5, help="Seconds between live-table prints."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value for every trial (repeatable)."),
+) -> None:
+    """Every (config x seed) trial as one run of the common core, as Ray Tune trials; then one report."""
+    from llmguide.core import load_run_config
+    from llmguide.report import compare
+    from llmguide.rundir import write_json
+    from llmguide.sweep import make_trials, parse_seeds, run_sweep
+
+    if resume is not None:
+        if config is not None or seeds or grid or overrides:
+            raise ConfigError("--resume takes the sweep dir only (its sweep.yaml is reused); drop CONFIG, --seeds, --grid, --set.")
+        trials, sweep_dir = None, resume
+    else:
+        if config is None:
+            raise ConfigError("Give a config file (e.g. `llmguide sweep configs/minigrid_doorkey.yaml --seeds 0-9`) or --resume SWEEP_DIR.")
+        cfg = apply_overrides(load_run_config(config), list(overrides or []))
+        seed_list = parse_seeds(seeds) if seeds else [int(cfg.get("seed", 0))]
+        arms = _arms(cfg) or {str(cfg.get("name") or cfg["method"]): cfg}
+        trials = make_trials(arms, seed_list, list(grid or []), gpu_fraction=gpu_fraction)  # all validated first
+        sweep_dir = _new_run_dir(cfg, seed_list[0], runs_dir, name=f"{cfg['method']}-sweep")
+        console.print(f"sweep of {len(trials)} trial(s) -> {sweep_dir}", highlight=False, soft_wrap=True)
+    result = run_sweep(trials, sweep_dir, address=address, max_failures=max_failures, num_cpus=num_cpus,
+                       resume=resume is not None, console=console, refresh_s=refresh)
+    report = None
+    if any(r["status"] == "finished" for r in result.rows):
+        report = compare([result.sweep_dir], result.sweep_dir)
+    write_json(result.sweep_dir / "results.json", {
+        "trials": result.rows, "report": str(report.path) if report else None,
+        "plots": [str(p) for p in report.plots] if report else []})
+    _print_runs([{**r, "label": r["trial"]} for r in result.rows if r["status"] == "finished"], title=result.sweep_dir.name)
+    for row in result.rows:
+        if row["status"] != "finished":
+            err_console.print(f"[red]{row['status']}[/] {row['trial']} after {row['attempts']} attempt(s): "
+                              f"{row['error'] or 'not run to the end'}", highlight=False, soft_wrap=True)
+    if report is not None:
+        console.print(f"report: {report.path}", highlight=False, soft_wrap=True)
+    console.print(f"results: {result.sweep_dir / 'results.json'}", highlight=False, soft_wrap=True)
+    if result.unfinished:
+        err_console.print(f"continue with `llmguide sweep --resume {result.sweep_dir}`", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    if result.failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 @friendly
 def methods(method: Optional[str] = typer.Argument(None, help="A method name: print its config keys.")) -> None:
