@@ -1,27 +1,35 @@
-"""DiLu on highway-env: does success rise with memory size? Against an SB3 DQN, and under shifted traffic.
+"""DiLu on highway-env: does success rise with memory size, read against noise? And which decision
+does a reflection blame?
 
 Phases (each result is written to the JSON as soon as it exists, so a run cut
 short keeps what it measured):
-1. build: the DiLu agent drives training seeds with learning and reflection on
-   until the memory holds max(--sizes) experiences (memory growth recorded);
-2. evaluate: for each memory size N, a frozen memory with the first N
-   experiences (insertion order), on --episodes seeded evaluation episodes of
-   --decisions decisions in DiLu's setting (highway-v0, 4 lanes, 15 vehicles,
-   density 2); the sizes in --gen-sizes also at density 3 and with 5 lanes;
-3. baselines on the same seeds/settings: always-IDLE, random available action,
-   and an SB3 DQN trained on highway-fast-v0 for --dqn-steps steps.
-Cells run in that order of priority; once --budget-min is spent the remaining
-LLM cells are marked skipped rather than run.
+0. baselines without an LLM on the evaluation seeds: always-IDLE and a random available action;
+1. build: the DiLu agent (reasoning on) drives build seeds (--build-seed...) with learning and
+   reflection on until the memory holds max(--sizes) experiences (growth and reflections recorded);
+2. sweep: for each memory size N (--sizes, default 0/5/20/40), a frozen memory with the first N
+   experiences (insertion order), on --episodes seeded evaluation episodes (seeds --eval-seed...,
+   disjoint from the build seeds) of --decisions decisions; success (no collision) with its Wilson
+   95% interval, decisions survived, seconds per decision (reasoning on) and the agent's choice
+   figures (first-option rate and fallback rate of its `choose` calls);
+3. reflection: on the crash traces of the memory-0 arm (the same seeds for both), the reflection
+   as it was before issue 13 (the window's scenes and actions, "decision 1..n" chosen directly)
+   against the agent's (each step with the env's gap/TTC figures before and after, reasoning, then
+   the step): how often each blames the episode's first decision, and how often it picks the step
+   the figures point at (`DiLuAgent.figures_pick`);
+4. optionally the cells of --gen-sizes at density 3 and with 5 lanes, and an SB3 DQN (--dqn-steps).
+Cells past --budget-min are recorded as skipped, not run.
 
 Example:
-    python benchmarks/dilu_highway.py --episodes 3 --decisions 10 --sizes 0,5,20,40 --budget-min 25
+    python benchmarks/dilu_highway.py --episodes 20 --decisions 10 --sizes 0,5,20,40 --budget-min 40
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,60 +44,162 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+def wilson(successes: int, n: int, z: float = 1.959964) -> list[float]:
+    """Wilson score interval of a binomial proportion (95% by default); sound at 0/n and n/n."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def evaluate(agent: Any, setting: str, args: argparse.Namespace, desc: str) -> dict[str, Any]:
-    """Success (no collision), decisions survived, mean speed and LLM cost over the evaluation seeds."""
-    from llmguide.agents.dilu import DrivingLog, make_dilu_env, no_collision
+def evaluate(agent: Any, setting: str, args: argparse.Namespace, desc: str,
+             traces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Success (no collision) with its Wilson interval, decisions survived, speed, LLM cost.
+
+    ``traces`` (for a DiLuAgent) receives each crashed episode's decisions."""
+    from llmguide.agents.dilu import DiLuAgent, DrivingLog, make_dilu_env, no_collision
     from llmguide.agents.loop import run_episodes
 
     from llmguide.llm import METER
 
     env = make_dilu_env(env_config={"duration": args.decisions, **SETTINGS[setting]})
     log = DrivingLog()
-    calls0, start = METER.snapshot().calls, time.perf_counter()
+    is_dilu = isinstance(agent, DiLuAgent)
+    if is_dilu:
+        agent.choice_stats, agent.decision_seconds = {}, []
+        inner = agent
+
+        class Keep:  # the crash traces, for the reflection comparison
+            def act(self, obs: Any, info: dict[str, Any]) -> int:
+                return inner.act(obs, info)
+
+            def reset(self, info: dict[str, Any]) -> None:
+                inner.reset(info)
+
+            def end_episode(self, record: Any) -> None:
+                if traces is not None and record.extra.get("crashed"):
+                    traces.append({"seed": record.seed, "trace": list(inner.trace)})
+                inner.end_episode(record)
+
+        agent = Keep()
+    before, start = METER.snapshot(), time.perf_counter()
     records = run_episodes(log.wrap(agent), env, args.episodes, seed=args.eval_seed, max_steps=args.decisions,
                            success_fn=no_collision, extra_fn=log.extra, progress=True, desc=desc)
     env.close()
+    after = METER.snapshot()
     steps = sum(r.length for r in records)
-    n = len(records)
-    return {
+    n, wins = len(records), sum(bool(r.success) for r in records)
+    row: dict[str, Any] = {
         "setting": setting,
         "episodes": n,
-        "success_rate": sum(r.success for r in records) / n,
+        "seeds": [r.seed for r in records],
+        "successes": wins,
+        "success_rate": wins / n,
+        "success_wilson95": wilson(wins, n),
         "decisions_survived_mean": sum(r.extra["decisions_survived"] for r in records) / n,
         "mean_speed": sum(r.extra["mean_speed"] for r in records) / n,
-        "llm_calls_per_decision": (METER.snapshot().calls - calls0) / max(steps, 1),
+        "decisions": steps,
+        "llm_calls_per_decision": (after.calls - before.calls) / max(steps, 1),
+        "cache_hits": after.cache_hits - before.cache_hits,
         "seconds_per_decision": (time.perf_counter() - start) / max(steps, 1),
         "per_episode_success": [bool(r.success) for r in records],
+    }
+    if is_dilu:
+        row["choices"] = {site: s.as_dict() for site, s in inner.choice_stats.items()}
+        seconds = sorted(inner.decision_seconds)
+        row["agent_seconds_per_decision"] = {
+            "mean": sum(seconds) / len(seconds) if seconds else None,
+            "median": seconds[len(seconds) // 2] if seconds else None,
+            "p90": seconds[int(0.9 * (len(seconds) - 1))] if seconds else None,
+            "share_within_1s": sum(x <= 1.0 for x in seconds) / len(seconds) if seconds else None,
+        }
+    return row
+
+
+def legacy_reflection_pick(agent: Any, trace: list[Any]) -> int:
+    """The reflection as it was before issue 13: the window's scenes and actions, no figures and
+    no reasoning, "decision 1..n" chosen directly. Returns the picked step."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    window = list(trace[-agent.reflection_window:])
+    lines = ["The episode ended in a collision. The last decisions before the crash were:"]
+    for i, s in enumerate(window, 1):
+        lines.append(f"Decision {i}. Scene: {s.scene}\nAction: {s.decision}.")
+    lines.append("Which decision was wrong and caused the collision?")
+    labels = [f"decision {i}" for i in range(1, len(window) + 1)]
+    picked, _ = agent._choose("legacy_reflection_step", [SystemMessage(content=agent.rules),
+                                                          HumanMessage(content="\n".join(lines))],
+                              labels, labels[-1])
+    return window[labels.index(picked)].step
+
+
+def compare_reflections(agent: Any, traces: list[dict[str, Any]]) -> dict[str, Any]:
+    """Before/after reflection on the same crash traces: which decision each blames."""
+    rows = []
+    for item in traces:
+        trace = item["trace"]
+        before = legacy_reflection_pick(agent, trace)
+        start = time.perf_counter()
+        found = agent.reflect_on(trace)
+        assert found is not None
+        experience, wrong, pick = found
+        rows.append({"seed": item["seed"], "length": len(trace), "window": pick["window"], "before_step": before,
+                     "after_step": pick["picked_step"], "figures_step": pick["figures_step"],
+                     "after_reason": pick["reason"], "corrected": experience.decision,
+                     "wrong_decision": wrong.decision, "reflection_s": round(time.perf_counter() - start, 2)})
+    n = len(rows)
+
+    def share(key: str, test: Any) -> dict[str, Any]:
+        k = sum(bool(test(r[key], r)) for r in rows)
+        return {"count": k, "n": n, "share": k / n if n else None, "wilson95": wilson(k, n)}
+
+    return {
+        "traces": n,
+        "only_one_decision": sum(r["length"] == 1 for r in rows),
+        "before_first_of_episode": share("before_step", lambda s, r: s == 0),
+        "after_first_of_episode": share("after_step", lambda s, r: s == 0),
+        "before_first_of_window": share("before_step", lambda s, r: s == r["window"][0]),
+        "after_first_of_window": share("after_step", lambda s, r: s == r["window"][0]),
+        "before_agrees_with_figures": share("before_step", lambda s, r: s == r["figures_step"]),
+        "after_agrees_with_figures": share("after_step", lambda s, r: s == r["figures_step"]),
+        "rows": rows,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--llm", default="smollm2", help="Comma-separated model specs (smollm2, gguf:PATH, openai:...).")
+    parser.add_argument("--llm", default="smollm2", help="Model spec (smollm2, gguf:PATH, openai:...).")
+    parser.add_argument("--n-threads", type=int, default=None, help="llama.cpp threads (default: llama.cpp's).")
     parser.add_argument("--sizes", default="0,5,20,40", help="Memory sizes to evaluate.")
-    parser.add_argument("--gen-sizes", default="0,40", help="Sizes also evaluated at density 3 and with 5 lanes.")
-    parser.add_argument("--episodes", type=int, default=3, help="Evaluation episodes per cell (seeds eval-seed...).")
+    parser.add_argument("--gen-sizes", default="", help="Sizes also evaluated at density 3 and with 5 lanes.")
+    parser.add_argument("--episodes", type=int, default=20, help="Evaluation episodes per cell (seeds eval-seed...).")
     parser.add_argument("--decisions", type=int, default=10, help="Decisions per episode (DiLu: 20).")
     parser.add_argument("--eval-seed", type=int, default=0)
     parser.add_argument("--build-seed", type=int, default=1000, help="First seed of the memory-building episodes.")
-    parser.add_argument("--build-episodes", type=int, default=10, help="At most this many building episodes.")
-    parser.add_argument("--k", type=int, default=3, help="Retrieved experiences per decision.")
-    parser.add_argument("--cot-tokens", type=int, default=32, help="Chain-of-thought token cap.")
-    parser.add_argument("--dqn-steps", type=int, default=5000, help="DQN training steps on highway-fast-v0 (0 = skip).")
+    parser.add_argument("--build-episodes", type=int, default=30, help="At most this many building episodes.")
+    parser.add_argument("--k", type=int, default=2, help="Retrieved experiences per decision.")
+    parser.add_argument("--cot-tokens", type=int, default=24, help="Chain-of-thought token cap (DiLu reasons: > 0).")
+    parser.add_argument("--scene", default="lanes", choices=("lanes", "full"), help="The agent's scene text.")
+    parser.add_argument("--no-reflection-compare", action="store_true", help="Skip phase 3.")
+    parser.add_argument("--dqn-steps", type=int, default=0, help="DQN training steps on highway-fast-v0 (0 = skip).")
     parser.add_argument("--dqn-model", default=None, help="Evaluate this saved DQN (.zip) instead of training one.")
     parser.add_argument("--no-baselines", action="store_true", help="Skip the always-IDLE and random baselines.")
-    parser.add_argument("--budget-min", type=float, default=25.0, help="Wall-clock budget for the LLM cells.")
-    parser.add_argument("--build-budget-min", type=float, default=10.0, help="Wall-clock budget for building the memory.")
+    parser.add_argument("--budget-min", type=float, default=40.0, help="Wall-clock budget for the LLM cells.")
+    parser.add_argument("--build-budget-min", type=float, default=8.0, help="Wall-clock budget for building the memory.")
     parser.add_argument("--work-dir", default=str(ROOT / "runs" / "bench_dilu"), help="Memories and the DQN model.")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dilu_highway.json"))
     args = parser.parse_args(argv)
+    if args.cot_tokens <= 0:
+        print("note: --cot-tokens 0 turns DiLu's reasoning off", file=sys.stderr)
 
-    from llmguide.agents.dilu import DiLuAgent, make_dilu_env
-    from llmguide.agents.loop import RandomAgent
+    from llmguide.agents.dilu import DiLuAgent, DrivingLog, make_dilu_env, no_collision
+    from llmguide.agents.loop import RandomAgent, run_episodes
     from llmguide.memory import ExperienceMemory
 
     from llmguide.llm import load
@@ -99,26 +209,30 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     sizes, gen_sizes = _ints(args.sizes), _ints(args.gen_sizes)
     t0 = time.perf_counter()
+    load_start = os.getloadavg()
     out: dict[str, Any] = {
         "benchmark": "dilu_highway",
         "machine": f"{platform.machine()}, {os.cpu_count()}-core CPU, no GPU (shared with other jobs)",
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python benchmarks/dilu_highway.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": vars(args),
-        "results": [],
-        "memory_growth": {},
+        "load_average_start": [round(x, 2) for x in load_start],
         "baselines": [],
+        "memory_growth": {},
+        "results": [],
+        "reflection": None,
         "skipped": [],
     }
 
     def save() -> None:
         out["elapsed_s"] = round(time.perf_counter() - t0, 1)
+        out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         write_json(args.out, out)
 
     def over_budget() -> bool:
         return time.perf_counter() - t0 > args.budget_min * 60
 
-    # -- baselines without an LLM (cheap) -------------------------------------
+    # -- 0. baselines without an LLM (cheap) -------------------------------------
     class Idle:
         def act(self, obs: Any, info: dict[str, Any]) -> int:
             return 1
@@ -126,72 +240,84 @@ def main(argv: list[str] | None = None) -> int:
     probe = make_dilu_env()
     cheap = () if args.no_baselines else (("always_idle", Idle()), ("random", RandomAgent(probe.action_space, seed=0)))
     for name, agent in cheap:
-        for setting in SETTINGS:
+        for setting in ["default", *(s for s in SETTINGS if s != "default" and gen_sizes)]:
             out["baselines"].append({"agent": name, **evaluate(agent, setting, args, f"{name}/{setting}")})
     probe.close()
     save()
 
-    for spec in [s for s in args.llm.split(",") if s.strip()]:
-        llm = load(spec, n_ctx=4096)
-        tag = spec.replace(":", "_").replace("/", "_")
-        # -- 1. build the memory with reflection ------------------------------
-        build_dir = work / f"memory_{tag}"
-        if build_dir.exists():
-            import shutil
+    spec = args.llm
+    llm = load(spec, n_ctx=4096, **({"n_threads": args.n_threads} if args.n_threads else {}))
+    tag = spec.replace(":", "_").replace("/", "_")
 
-            shutil.rmtree(build_dir)
-        memory = ExperienceMemory(build_dir)
-        builder = DiLuAgent(llm=llm, memory=memory, k=args.k, cot_tokens=args.cot_tokens, reflect=True, learn=True)
-        target = max(sizes)
-        env = make_dilu_env(env_config={"duration": args.decisions})
-        from llmguide.agents.dilu import DrivingLog, no_collision
-        from llmguide.agents.loop import run_episodes
+    def agent_for(memory: Any, learn: bool) -> DiLuAgent:
+        return DiLuAgent(llm=llm, memory=memory, k=args.k, cot_tokens=args.cot_tokens, scene=args.scene,
+                         reflect=learn, learn=learn)
 
-        log = DrivingLog()
-        built = 0
-        build_start = time.perf_counter()
-        while (len(memory) < target and built < args.build_episodes and not over_budget()
-               and time.perf_counter() - build_start < args.build_budget_min * 60):
-            run_episodes(log.wrap(builder), env, 1, seed=args.build_seed + built, max_steps=args.decisions,
-                         success_fn=no_collision, extra_fn=log.extra, progress=False)
-            built += 1
-            out["memory_growth"][spec] = {"episodes": built, "sizes": builder.memory_sizes,
-                                          "reflections": builder.reflections, "stats": memory.stats()}
+    # -- 1. build the memory with reflection -------------------------------------
+    build_dir = work / f"memory_{tag}"
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    memory = ExperienceMemory(build_dir)
+    builder = agent_for(memory, learn=True)
+    target = max(sizes)
+    env = make_dilu_env(env_config={"duration": args.decisions})
+    log = DrivingLog()
+    built, build_start = 0, time.perf_counter()
+    while (len(memory) < target and built < args.build_episodes
+           and time.perf_counter() - build_start < args.build_budget_min * 60):
+        run_episodes(log.wrap(builder), env, 1, seed=args.build_seed + built, max_steps=args.decisions,
+                     success_fn=no_collision, extra_fn=log.extra, progress=False)
+        built += 1
+        out["memory_growth"] = {"model": spec, "episodes": built, "seeds": [args.build_seed, args.build_seed + built - 1],
+                                "sizes": builder.memory_sizes, "reflections": builder.reflections,
+                                "blame": builder.blame_counts(), "stats": memory.stats(),
+                                "choices": {s: c.as_dict() for s, c in builder.choice_stats.items()},
+                                "seconds": round(time.perf_counter() - build_start, 1)}
+        save()
+    env.close()
+    export = work / f"memory_{tag}.jsonl"
+    memory.export_jsonl(export)
+
+    # -- 2. the memory sweep: frozen memories of each size ------------------------
+    order = sorted(sizes, key=lambda n: (n not in (min(sizes), max(sizes)), n))  # extremes first
+    cells = [(n, "default") for n in order]
+    cells += [(n, s) for n in sorted(gen_sizes, reverse=True) for s in SETTINGS if s != "default"]
+    frozen_by_size: dict[int, Any] = {}
+    crash_traces: list[dict[str, Any]] = []
+    for n, setting in cells:
+        if n > len(memory):
+            out["skipped"].append({"memory_size": n, "setting": setting,
+                                   "reason": f"memory reached only {len(memory)} experiences"})
+            continue
+        if over_budget():
+            out["skipped"].append({"memory_size": n, "setting": setting, "reason": "time budget"})
+            continue
+        if n not in frozen_by_size:
+            cell_dir = work / f"memory_{tag}_{n}"
+            if cell_dir.exists():
+                shutil.rmtree(cell_dir)
+            frozen_by_size[n] = ExperienceMemory(cell_dir, embeddings=memory.embeddings, near_duplicate=None)
+            frozen_by_size[n].import_jsonl(export, limit=n)
+        frozen = frozen_by_size[n]
+        agent = agent_for(frozen, learn=False)
+        keep = crash_traces if (n == 0 and setting == "default") else None
+        row = evaluate(agent, setting, args, f"{spec}/mem{n}/{setting}", traces=keep)
+        out["results"].append({"model": spec, "memory_size": len(frozen), **row})
+        save()
+
+    # -- 3. which decision does a reflection blame: before vs after, same traces ----
+    if not args.no_reflection_compare and crash_traces:
+        if over_budget():
+            out["skipped"].append({"phase": "reflection", "reason": "time budget"})
+        else:
+            agent = agent_for(None, learn=False)
+            out["reflection"] = {"source": "crash traces of the memory-0 arm (eval seeds)",
+                                 **compare_reflections(agent, crash_traces),
+                                 "choices": {s: c.as_dict() for s, c in agent.choice_stats.items()}}
             save()
-        env.close()
-        export = work / f"memory_{tag}.jsonl"
-        memory.export_jsonl(export)
 
-        # -- 2. evaluate frozen memories of each size -------------------------
-        # priority: the extremes first, so a short budget still answers "does memory help?"
-        order = sorted(sizes, key=lambda n: (n not in (min(sizes), max(sizes)), n))
-        cells = [(n, "default") for n in order]
-        cells += [(n, s) for n in sorted(gen_sizes, reverse=True) for s in SETTINGS if s != "default"]
-        frozen_by_size: dict[int, Any] = {}
-        for n, setting in cells:
-            if n > len(memory):
-                out["skipped"].append({"model": spec, "memory_size": n, "setting": setting,
-                                       "reason": f"memory reached only {len(memory)} experiences"})
-                continue
-            if over_budget():
-                out["skipped"].append({"model": spec, "memory_size": n, "setting": setting, "reason": "time budget"})
-                continue
-            if n not in frozen_by_size:
-                cell_dir = work / f"memory_{tag}_{n}"
-                if cell_dir.exists():
-                    import shutil
-
-                    shutil.rmtree(cell_dir)
-                frozen_by_size[n] = ExperienceMemory(cell_dir, embeddings=memory.embeddings, near_duplicate=None)
-                frozen_by_size[n].import_jsonl(export, limit=n)
-            frozen = frozen_by_size[n]
-            agent = DiLuAgent(llm=llm, memory=frozen, k=args.k, cot_tokens=args.cot_tokens, learn=False)
-            row = evaluate(agent, setting, args, f"{spec}/mem{n}/{setting}")
-            out["results"].append({"model": spec, "memory_size": len(frozen), **row})
-            save()
-
-    # -- 3. DQN on highway-fast-v0 ----------------------------------------------
-    if args.dqn_steps > 0:
+    # -- 4. DQN on highway-fast-v0 --------------------------------------------------
+    if args.dqn_steps > 0 or args.dqn_model:
         import gymnasium as gym
         import highway_env  # noqa: F401
         from llmguide.agents.loop import PolicyAgent
@@ -209,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             train_s = round(time.perf_counter() - start, 1)
             model.save(work / "dqn_highway_fast")
             train_env.close()
-        for setting in SETTINGS:
+        for setting in ["default", *(s for s in SETTINGS if s != "default" and gen_sizes)]:
             row = evaluate(PolicyAgent(model), setting, args, f"dqn/{setting}")
             out["baselines"].append({"agent": f"dqn_{args.dqn_steps}_steps_highway-fast-v0",
                                      "train_seconds": train_s, **row})

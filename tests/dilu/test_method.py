@@ -79,6 +79,15 @@ def test_run_learns_into_the_memory_and_logs_decisions(tmp_path: Path, bag_of_wo
     assert extras["memory_path"] == str(run_dir / "memory") and extras["memory_size_before"] == 0
     assert extras["memory_size_after"] == len(ExperienceMemory(run_dir / "memory")) >= 1
     assert extras["memory_sizes"][0] == 0 and len(extras["memory_sizes"]) == 3 and extras["mean_speed"] > 0
+    # the agent's own choices are in the run's metrics: every decision counted, none a fallback
+    decisions = extras["choices"]["decision"]
+    assert decisions["calls"] == metrics.steps and decisions["fallbacks"] == 0 and decisions["fallback_rate"] == 0.0
+    assert 0.0 <= decisions["first_option_rate"] <= 1.0
+    blame = extras["reflection_blame"]
+    assert blame["reflections"] == extras["reflections"] == len(
+        (run_dir / "reflections.jsonl").read_text().splitlines() if (run_dir / "reflections.jsonl").exists() else [])
+    if blame["reflections"]:  # the fake's '{"choice": "IDLE"}' is no step label: choose fell back to the last step
+        assert extras["choices"]["reflection_step"]["fallback_rate"] == 1.0 and blame["later"] + blame["first_of_window"] == blame["reflections"]
     records = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
     assert [r["success"] for r in records] == [not r["extra"]["crashed"] for r in records]
     for episode in (0, 1):
@@ -94,6 +103,7 @@ def test_resume_keeps_the_memory_and_continues_the_logs(tmp_path: Path, bag_of_w
     assert learned >= 1
     metrics = run(prepare(dilu(episodes=2, resume=True), {"llm": fake_llm()}), run_dir)
     assert metrics.resumes == 1 and metrics.episodes == 2
+    assert metrics.extras["choices"]["decision"]["calls"] == metrics.steps  # counters carried across the resume
     assert metrics.extras["memory_size_before"] == 0 and metrics.extras["memory_sizes"][:2] == [0, learned]
     assert metrics.extras["memory_size_after"] >= learned  # nothing learned before the resume was lost
     assert (run_dir / "decisions" / "episode_000.jsonl").read_text() == first_log
