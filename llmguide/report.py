@@ -5,8 +5,10 @@ Every method ends its run with the same record (`llmguide.record.RunMetrics`
 in ``metrics.json``), so this module reads only that schema — no per-method
 keys — and writes, in ``out_dir``:
 
-- ``report.md``: a Markdown table — run label, env, seeds, success / score /
-  return (mean ± std over seeds), steps to the target, LLM calls per 1k env
+- ``report.md``: a Markdown table — run label, env, seeds, success and score
+  (IQM with a 95% stratified-bootstrap interval over seeds, `llmguide.stats`),
+  return (mean ± std), steps to the target (IQM, a run that never reached it
+  counted at its budget), LLM calls per 1k env
   steps, cache hit rate, fallbacks, invalid actions, env steps per second —
   then the plots;
   then, where the LLM chose among listed options, one row per call site of
@@ -143,6 +145,24 @@ def _fmt(stat: tuple[float, float] | None, n: int, digits: int = 3) -> str:
     return f"{text} ± {std:.2g}" if n > 1 else text
 
 
+def _iqm(values: Sequence[float | None]) -> str:
+    """IQM with its 95% stratified-bootstrap interval (`llmguide.stats`) over the runs that have the figure."""
+    from llmguide.stats import iqm_interval
+
+    present = [float(v) for v in values if v is not None]
+    return str(iqm_interval(present)) if present else "–"
+
+
+def _steps_to_target(ms: Sequence[RunMetrics]) -> str:
+    """IQM [95% CI] of the step the target was reached, a run that never reached it counted at its
+    budget (so the figure is a lower bound for it), and how many reached it."""
+    if not any(m.kind == "trained" for m in ms):
+        return "–"
+    reached = [m.steps_to_target for m in ms if m.steps_to_target is not None]
+    censored = [m.steps_to_target if m.steps_to_target is not None else m.steps for m in ms]
+    return f"{_iqm(censored)} ({len(reached)}/{len(ms)} reached)"
+
+
 def _table(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
     rows = []
     for label, members in _groups(runs).items():
@@ -153,11 +173,11 @@ def _table(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
             "run": label,
             "env": ", ".join(sorted({m.env for m in ms})),
             "seeds": ", ".join(map(str, seeds)),
-            "success": _fmt(_stat([m.success for m in ms]), n),
-            "score": _fmt(_stat([m.score for m in ms]), n),
+            "success": _iqm([m.success for m in ms]),
+            "score": _iqm([m.score for m in ms]),
             "return": _fmt(_stat([m.return_mean for m in ms]), n),
             "steps": _fmt(_stat([float(m.steps) for m in ms]), n),
-            "steps to target": _fmt(_stat([m.steps_to_target for m in ms]), n),
+            "steps to target": _steps_to_target(ms),
             "LLM calls/1k steps": _fmt(_stat([m.llm_calls_per_1k_steps for m in ms]), n),
             "cache hits": _fmt(_stat([m.cache_hit_rate if m.llm_calls else None for m in ms]), n),
             "fallbacks": _fmt(_stat([float(m.fallbacks) for m in ms]), n),
@@ -333,7 +353,9 @@ def compare(run_dirs_or_results: Iterable[Any], out_dir: str | Path | None = Non
         "# llmguide report",
         "",
         f"{len(runs)} run(s), {len(rows)} method(s); generated {time.strftime('%Y-%m-%d %H:%M')}. "
-        "Figures are mean ± std over the runs (seeds) of each method; – = not measured by that method.",
+        "Success, score and steps to target: interquartile mean (IQM) over the runs (seeds) of each method "
+        "with its 95% stratified-bootstrap interval in brackets (Agarwal et al., 2021); other figures: mean ± std; "
+        "– = not measured by that method.",
         "",
         _markdown_table(rows),
         "",

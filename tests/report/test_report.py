@@ -69,7 +69,7 @@ def test_seed_spread_and_grouping(runs: list[Path], tmp_path: Path) -> None:
     report = compare(runs, tmp_path / "out")
     oracle = [r for r in report.rows if r["run"] == "subgoal:oracle"][0]
     assert oracle["runs"] == 2
-    assert "±" in oracle["success"] and oracle["success"].startswith("0.875")  # (0.75 + 1.0) / 2 over two seeds
+    assert oracle["success"].startswith("0.875 [0.75, 1]")  # IQM of (0.75, 1.0) over two seeds, bootstrap interval
     summaries = {(s.label, s.seed): s for s in report.runs}
     figure, xs, _ = summaries[("subgoal:oracle", 1)].curve
     assert figure == "success" and xs[-1] == 3072
