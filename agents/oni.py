@@ -6,6 +6,10 @@ game's messages with an LLM, asynchronously; a reward model distilled from
 those labels adds ``coef * score / N(caption)^beta`` to the reward through
 `ONIRewardWrapper` (a `VecEnvWrapper`), so the learner never waits for the
 LLM. ``reward_model: none`` is the extrinsic-only baseline (no annotator).
+A started annotator is supervised (restarted with backoff if it dies; restarts
+and downtime in the run's metrics); the classifier and ranking models train in
+a process of their own on the annotator's CPUs, so the learner only looks
+scores up.
 The policy is evaluated on the plain NLE env. Everything else (training,
 checkpoints, resume, logging, the run record) is the core's (`llmguide.core`).
 
@@ -50,10 +54,14 @@ class ONIConfig(TrainedConfig):
     annotator_nice: int = Field(5, ge=0, le=19, description="CPU niceness of the started annotator (learner keeps priority).")
     annotator_threads: PositiveInt | None = Field(1, description="llama.cpp threads of the started annotator.")
     annotator_cpus: list[NonNegativeInt] | None = Field(
-        None, description='Pin the started annotator to these CPU ids: "1", "0,1", "2-3" or a list (None: no pinning).')
+        None, description='Pin the started annotator, and the classifier/ranking trainer process, to these CPU ids: '
+        '"1", "0,1", "2-3" or a list (None: no pinning).')
     batch_size: int = Field(8, ge=1, le=64, description="Captions per annotator LLM call.")
     prefs_per_batch: int = Field(2, ge=0, le=32, description="Pairwise preferences per LLM call (ranking model).")
     queue_size: PositiveInt = Field(4096, description="Annotator queue bound (overflow dropped and counted).")
+    annotator_max_restarts: NonNegativeInt = Field(
+        5, description="Restart attempts for a started annotator that dies (backoff between them; 0: never). "
+        "After that the run goes on with extrinsic reward only, counted in annotator_downtime_s.")
     eval: EvalSettings = Field(default_factory=lambda: EvalSettings(episodes=4),
                                description="Evaluation on the plain NLE env (no intrinsic reward).")
 
@@ -151,13 +159,15 @@ class ONIMethod(TrainedMethod):
     TASK_SUCCESSFUL: ClassVar[int] = 2
     #: run figures summed over the segments of a resumed run
     TOTALS: ClassVar[tuple[str, ...]] = ("learn_s", "learner_wait_s", "client_overhead_s", "wrapper_overhead_s",
-                                         "llm_calls", "llm_fallbacks")
+                                         "llm_calls", "llm_fallbacks", "annotator_restarts", "annotator_deaths",
+                                         "annotator_downtime_s", "learner_blocked_s")
 
     def __init__(self, config: ONIConfig, settings: RunSettings, run_dir: Path,
                  objects: dict[str, Any] | None = None) -> None:
         super().__init__(config, settings, run_dir, objects)
         self.config: ONIConfig = config
-        self.proc: Any = None  # the annotator process this run started
+        self.proc: Any = None  # the annotator process this run started (the first one; see `annotator`)
+        self.supervisor: Any = None  # restarts a started annotator that dies
         self.client: Any = None
         self.reward_model: Any = None
         self.wrapper: Any = None
@@ -203,6 +213,7 @@ class ONIMethod(TrainedMethod):
         from llmguide.teachers.oni.client import AnnotatorClient
         from llmguide.teachers.oni.process import start_annotator
         from llmguide.teachers.oni.reward import make_reward_model
+        from llmguide.teachers.oni.supervisor import AnnotatorSupervisor
 
         url = cfg.annotator_url
         if url is None:
@@ -213,7 +224,12 @@ class ONIMethod(TrainedMethod):
             url = self.proc.url
         # the client starts at label cursor 0: a resumed run's reward model gets every stored label back
         self.client = AnnotatorClient(url)
-        self.reward_model = make_reward_model(cfg.reward_model)
+        if self.proc is not None:  # a started annotator is ours to keep alive; a given URL is someone else's
+            self.supervisor = AnnotatorSupervisor(self.proc, max_restarts=cfg.annotator_max_restarts,
+                                                  on_restart=lambda new: self.client.reconnect_now(new.url))
+        # classifier/ranking: embedding and refits run in a trainer process of their own, on the annotator's CPUs
+        self.reward_model = make_reward_model(cfg.reward_model, remote=True, cpus=cfg.annotator_cpus,
+                                              nice=cfg.annotator_nice)
 
     def wrap_vec_env(self, venv: Any) -> Any:
         if self.reward_model is None:
@@ -256,9 +272,15 @@ class ONIMethod(TrainedMethod):
         now = {"learn_s": self.figures.elapsed()}
         if self.wrapper is not None:
             now["wrapper_overhead_s"] = float(self.wrapper.overhead_s)
+        if self.wrapper is not None:
+            now["learner_blocked_s"] = float(self.wrapper.blocked_s)
         if self.client is not None:
             client = self.client.stats()
             now.update(learner_wait_s=float(client["wait_s"]), client_overhead_s=float(client["client_overhead_s"]))
+        if self.supervisor is not None:
+            sup = self.supervisor.stats()
+            now.update(annotator_restarts=float(sup["restarts"]), annotator_deaths=float(sup["deaths"]),
+                       annotator_downtime_s=float(sup["downtime_s"]))
         if self.annotator_stats:  # its counters restart with the annotator, so each segment adds its own
             now.update(llm_calls=float(self.annotator_stats.get("llm_calls", 0)),
                        llm_fallbacks=float(self.annotator_stats.get("llm_fallbacks", 0)))
@@ -302,8 +324,25 @@ class ONIMethod(TrainedMethod):
                 wrapper_overhead_frac=totals["wrapper_overhead_s"] / learn_s,
                 oni=self.wrapper.stats(), client=self.client.stats() if self.client is not None else {},
             )  # oni and client: this segment's figures
+        if self.reward_model is not None:
+            model = self.reward_model.stats()
+            # a reward-model failure (its trainer thread or process) is in the metrics, not only in the log
+            out.update(reward_model_stats=model, reward_model_error=model.get("error"),
+                       reward_model_errors=int(model.get("errors", 0)))
+        if self.wrapper is not None:
+            # learner_blocked_s: wall time minus the learner thread's CPU time inside ONI's part of step()
+            # (lock, GIL and scheduler waits caused by ONI's threads), summed over the run
+            out.update(learner_blocked_s=totals["learner_blocked_s"],
+                       learner_blocked_frac=totals["learner_blocked_s"] / learn_s)
+        if self.supervisor is not None:
+            sup = self.supervisor.stats()
+            out.update(annotator_restarts=int(totals["annotator_restarts"]), annotator_deaths=int(totals["annotator_deaths"]),
+                       annotator_downtime_s=totals["annotator_downtime_s"], annotator_gave_up=sup["gave_up"],
+                       annotator_restart_failures=sup["restart_failures"])
         if self.proc is not None:
-            out.update(annotator_pid=self.proc.pid, annotator_cpus=self.proc.cpus, labels_db=str(self.labels_db))
+            current = self.supervisor.proc if self.supervisor is not None else self.proc
+            out.update(annotator_pid=current.pid, annotator_pids=self.supervisor.pids if self.supervisor is not None else [self.proc.pid],
+                       annotator_cpus=current.cpus, labels_db=str(self.labels_db))
         if self.annotator_stats is not None:
             stats = self.annotator_stats
             submitted = out.get("client", {}).get("submitted", 0)
@@ -315,8 +354,10 @@ class ONIMethod(TrainedMethod):
         return out
 
     def close(self) -> None:
-        """Close the client and the reward model and stop the annotator, whatever happens."""
+        """Close the supervisor, the client and the reward model and stop the annotator, whatever happens."""
         try:
+            if self.supervisor is not None:
+                self.supervisor.close()
             if self.client is not None:
                 self.client.close()
         finally:
@@ -324,5 +365,7 @@ class ONIMethod(TrainedMethod):
                 if self.reward_model is not None:
                     self.reward_model.close()
             finally:
+                if self.supervisor is not None:
+                    self.supervisor.proc.stop()  # the one running now (a restarted one after a crash)
                 if self.proc is not None:
-                    self.proc.stop()
+                    self.proc.stop()  # the first one: already stopped or reaped, unless never supervised

@@ -5,8 +5,10 @@ The learner never waits for the LLM. Parts (one concept per module):
 - ``store``   — ``LabelStore``: SQLite (WAL) store of seen captions, labels, preferences.
 - ``server``  — the annotation server (FastAPI): dedup, bounded queue, batch labelling worker.
 - ``process`` — ``start_annotator``: the server as a real separate process on a free loopback port.
+- ``supervisor`` — ``AnnotatorSupervisor``: restarts a dead annotator (backoff, bounded), counts the outage.
 - ``client``  — ``AnnotatorClient``: non-blocking learner-side client (background thread).
 - ``reward``  — ``HashReward``, ``ClassifierReward``, ``RankingReward`` (+ ``make_reward_model``).
+- ``trainer`` — ``RemoteReward``: an embedding reward model trained in a process of its own.
 - ``wrapper`` — ``ONIRewardWrapper`` (SB3 VecEnv), ``ONILogCallback``, ``NLEObsWrapper``, ``NLEFeatures``.
 
 The training run itself is the ``oni`` method, ``llmguide.agents.oni.ONIMethod``
@@ -30,6 +32,7 @@ __all__ = [
     "AnnotatorClient",
     "AnnotatorProcess",
     "AnnotatorSettings",
+    "AnnotatorSupervisor",
     "ClassifierReward",
     "HashReward",
     "IntrinsicReward",
@@ -39,16 +42,19 @@ __all__ = [
     "ONILogCallback",
     "ONIRewardWrapper",
     "RankingReward",
+    "RemoteReward",
     "caption_hash",
     "create_app",
     "make_reward_model",
+    "restart_annotator",
     "start_annotator",
 ]
 
 _WHERE = {
     "LabelStore": "store", "caption_hash": "store",
     "AnnotatorSettings": "server", "Annotator": "server", "create_app": "server",
-    "AnnotatorProcess": "process", "start_annotator": "process",
+    "AnnotatorProcess": "process", "start_annotator": "process", "restart_annotator": "process",
+    "AnnotatorSupervisor": "supervisor", "RemoteReward": "trainer",
     "AnnotatorClient": "client",
     "IntrinsicReward": "reward", "HashReward": "reward", "ClassifierReward": "reward", "RankingReward": "reward",
     "make_reward_model": "reward",

@@ -22,13 +22,18 @@ Everything else runs on the client thread ("oni-client"), which keeps its own
 lock for its own state (never held by the caller's path):
 
 * moves incoming captions into its structures: normalise, hash, dedup
-  against every caption it has seen, pending set (bounded by
-  ``max_pending``, oldest evicted and counted), bounded outbox (overflow is
-  counted; the caption stays pending and is sent later);
+  against the captions it has seen (the ``max_known`` most recently seen:
+  least recently seen evicted and counted, ``known_evicted``; an evicted
+  caption that comes back is sent again and the server, which keeps every
+  hash, deduplicates it), pending set (bounded by ``max_pending``, oldest
+  evicted and counted), bounded outbox (overflow is counted; the caption
+  stays pending and is sent later);
 * sends captions in batches and polls ``/labels`` since its cursor;
 * when the server is unreachable, retries with exponential backoff, and after
   reconnecting re-sends every caption it submitted that has no label yet
-  (the server deduplicates, so re-sending is safe);
+  (the server deduplicates, so re-sending is safe); ``reconnect_now(url)``
+  (called by the run's annotator supervisor after a restart) ends the
+  backoff at once and may point the client at a new URL;
 * also re-sends pending captions older than ``resend_after_s`` (a server that
   dropped them under overload gets another chance).
 
@@ -96,12 +101,16 @@ class AnnotatorClient:
         resend_after_s: float = 30.0,
         max_caption_chars: int = 1024,
         max_incoming: int = 100_000,
+        max_known: int = 200_000,
         start: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.send_batch, self.poll_interval, self.timeout = send_batch, poll_interval, timeout
         self.backoff_max, self.max_pending, self.resend_after_s = backoff_max, max_pending, resend_after_s
         self.max_caption_chars, self.max_incoming = max_caption_chars, max_incoming
+        if max_known < 1:
+            raise ValueError(f"max_known must be >= 1 (captions remembered for dedup), not {max_known}")
+        self.max_known = max_known
         # caller -> client thread: raw caption batches; each counter below has one writer
         self._incoming: deque[tuple[str, ...]] = deque()
         self._in_added = 0  # captions appended (caller only)
@@ -114,7 +123,8 @@ class AnnotatorClient:
         self._outbox: deque[str] = deque()
         self._outbox_size = outbox_size
         self._pending: OrderedDict[str, tuple[str, float]] = OrderedDict()  # hash -> (text, last sent)
-        self._known: set[str] = set()
+        self._known: OrderedDict[str, None] = OrderedDict()  # LRU of caption hashes, at most max_known
+        self._retry_now = False  # set by reconnect_now(): end the backoff at the next loop
         self._inflight = 0  # captions in a POST now
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -126,7 +136,7 @@ class AnnotatorClient:
         self._last_error = ""
         self.counters: dict[str, float] = dict.fromkeys(
             ["submitted", "new", "sent", "resent", "outbox_drops", "pending_evicted", "server_dropped",
-             "server_duplicates", "rejected", "labels", "prefs", "reconnects", "errors", "polls"], 0,
+             "server_duplicates", "rejected", "labels", "prefs", "reconnects", "errors", "polls", "known_evicted"], 0,
         )
         self.wait_s = 0.0  # caller time in calls that can block (see the module docstring)
         self.client_overhead_s = 0.0  # caller time inside submit/drain
@@ -169,6 +179,7 @@ class AnnotatorClient:
             "client_overhead_s": self.client_overhead_s,
             "incoming": self._in_added - self._in_taken,
             "pending": len(self._pending),
+            "known": len(self._known),
             "outbox": len(self._outbox),
             "connected": self.connected,
             "cursor": self.cursor,
@@ -195,6 +206,13 @@ class AnnotatorClient:
             time.sleep(0.05)
         return False
 
+    def reconnect_now(self, url: str | None = None) -> None:
+        """Retry the server at once (its process was just restarted), at ``url`` if given; never blocks."""
+        if url is not None:
+            self.url = url.rstrip("/")  # one reference swap: the client thread reads it per request
+        self._retry_now = True
+        self._wake.set()
+
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -215,6 +233,8 @@ class AnnotatorClient:
             while not self._stop.is_set():
                 self._wake.clear()  # before taking work: a wake-up set after this is kept
                 self._ingest()
+                if self._retry_now:
+                    self._retry_now, retry_at, failures = False, 0.0, 0
                 now = time.monotonic()
                 if not self.connected and now < retry_at:  # backing off: keep taking captions in
                     self._wake.wait(min(self.poll_interval, retry_at - now))
@@ -250,8 +270,12 @@ class AnnotatorClient:
                     self.counters["submitted"] += 1
                     key = caption_hash(text)
                     if key in self._known:
+                        self._known.move_to_end(key)
                         continue
-                    self._known.add(key)
+                    self._known[key] = None
+                    if len(self._known) > self.max_known:
+                        self._known.popitem(last=False)
+                        self.counters["known_evicted"] += 1
                     self.counters["new"] += 1
                     self._pending[key] = (text, 0.0)
                     if len(self._pending) > self.max_pending:

@@ -1,12 +1,14 @@
 """Start and stop the annotator as a real separate process on a free loopback port.
 
-Exports ``AnnotatorProcess`` and ``start_annotator`` (``free_port`` and
+Exports ``AnnotatorProcess``, ``start_annotator`` and ``restart_annotator`` (``free_port`` and
 ``wait_for_http`` come from ``llmguide.net``).
 
 A run that is given no annotator URL starts one with ``start_annotator`` and
 stops it at the end (``with start_annotator(...) as proc:``). The child is
 ``python -m llmguide.teachers.oni.server``, so it has its own interpreter,
-GIL and LLM — the learner's process never runs the LLM.
+GIL and LLM — the learner's process never runs the LLM. A run keeps it
+alive with ``supervisor.AnnotatorSupervisor``, which restarts a dead one
+with ``restart_annotator``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpx
 from llmguide.errors import BackendUnavailableError
 from llmguide.net import free_port, wait_for_http
 
-__all__ = ["AnnotatorProcess", "start_annotator"]
+__all__ = ["AnnotatorProcess", "restart_annotator", "start_annotator"]
 
 
 class AnnotatorProcess:
@@ -34,6 +36,7 @@ class AnnotatorProcess:
     def __init__(self, proc: subprocess.Popen, url: str, log_path: Path, args: list[str]) -> None:
         self.proc, self.url, self.log_path, self.args = proc, url, log_path, args
         self.cpus: list[int] | None = None  #: CPU ids the child was pinned to (None: not pinned)
+        self.nice = 0  #: niceness the child was started with
 
     @property
     def pid(self) -> int:
@@ -110,6 +113,26 @@ def start_annotator(
     for key, value in settings.items():
         if value is not None:
             args += ["--" + key.replace("_", "-"), str(value)]
+    return _spawn(args, port, log_path, cpu_set, nice, startup_timeout)
+
+
+def restart_annotator(old: AnnotatorProcess, *, port: int | None = None, startup_timeout: float = 120.0) -> AnnotatorProcess:
+    """Start the same annotator again (same LLM, label store, settings, CPUs and niceness) after ``old`` died.
+
+    ``port``: where the new one listens (None: ``old``'s port, so a client keeps its URL). The new
+    process re-queues the captions the store holds as seen but unlabelled. Raises
+    ``BackendUnavailableError`` like ``start_annotator``.
+    """
+    if old.alive():
+        raise RuntimeError(f"annotator pid {old.pid} is still running; stop it before restarting it")
+    args = list(old.args)
+    port = port or int(args[args.index("--port") + 1])
+    args[args.index("--port") + 1] = str(port)
+    return _spawn(args, port, old.log_path, old.cpus, old.nice, startup_timeout)
+
+
+def _spawn(args: list[str], port: int, log_path: Path, cpu_set: list[int] | None, nice: int,
+           startup_timeout: float) -> AnnotatorProcess:
     log = open(log_path, "ab")
 
     def preexec() -> None:  # runs in the child between fork and exec
@@ -123,7 +146,7 @@ def start_annotator(
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()
     handle = AnnotatorProcess(proc, f"http://127.0.0.1:{port}", log_path, args)
-    handle.cpus = cpu_set
+    handle.cpus, handle.nice = cpu_set, nice
     if wait_for_http(f"{handle.url}/health", proc, startup_timeout):
         return handle
     if proc.poll() is not None:

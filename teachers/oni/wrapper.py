@@ -12,6 +12,13 @@ labels have arrived into the reward model, and adds
 ``coef * score(caption) / N(caption)^beta`` to the reward, ONI's count-based decay (``N`` counted per episode or over the run). Extrinsic and
 intrinsic parts are logged separately (``info["oni_extrinsic"]``,
 ``info["oni_intrinsic"]``, and ``oni/*`` keys through ``ONILogCallback``).
+
+What ONI costs the learner is measured inside ``step_wait``: ``overhead_s``
+is the wall time of ONI's part of the step, ``blocked_s`` the part of it
+the learner's thread was not running (wall time minus the thread's CPU
+time, ``time.thread_time``): waits on a lock, on the GIL held by another
+thread of the process, or on the CPU taken by another process. That is the
+learner's real blocking time, whatever causes it, not the cost of one call.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ class ONIRewardWrapper(VecEnvWrapper):
         self._ep_int = np.zeros(n)
         self.episodes: deque[dict[str, float]] = deque(maxlen=100)
         self.overhead_s = 0.0
+        self.blocked_s = 0.0  # wall minus this thread's CPU time inside ONI's part of step_wait
         self.steps = 0
         self.labels_applied = 0
         self.intrinsic_sum = 0.0
@@ -101,7 +109,7 @@ class ONIRewardWrapper(VecEnvWrapper):
 
     def step_wait(self) -> Any:
         obs, rewards, dones, infos = self.venv.step_wait()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         captions = [caption_of(info, self.caption_key) for info in infos]
         intrinsic = np.zeros(self.num_envs, dtype=np.float32)
         if self.model is not None:
@@ -134,7 +142,9 @@ class ONIRewardWrapper(VecEnvWrapper):
         self.steps += self.num_envs
         self.intrinsic_sum += float(intrinsic.sum())
         self.extrinsic_sum += float(extrinsic.sum())
-        self.overhead_s += time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
+        self.overhead_s += wall
+        self.blocked_s += max(0.0, wall - cpu)
         return obs, rewards, dones, infos
 
     def stats(self) -> dict[str, Any]:
@@ -143,7 +153,8 @@ class ONIRewardWrapper(VecEnvWrapper):
         ``overhead_s`` is all the time this wrapper adds to a step (captions, submit/drain, reward lookup,
         counts); ``client_overhead_s`` is the part spent inside the client's ``submit``/``drain``;
         ``learner_wait_s`` is the time the learner was blocked on the annotator (no blocking call is left
-        on that path, so ~0; measured by the client).
+        on that path, so ~0; measured by the client); ``blocked_s`` is all the time the learner's thread
+        was not running inside ONI's part of the step (see the module docstring).
         """
         out: dict[str, Any] = {
             "steps": self.steps,
@@ -151,6 +162,7 @@ class ONIRewardWrapper(VecEnvWrapper):
             "intrinsic_per_step": self.intrinsic_sum / max(self.steps, 1),
             "extrinsic_per_step": self.extrinsic_sum / max(self.steps, 1),
             "overhead_s": self.overhead_s,
+            "blocked_s": self.blocked_s,
         }
         if self.episodes:
             out["ep_extrinsic_mean"] = float(np.mean([e["extrinsic"] for e in self.episodes]))

@@ -196,3 +196,30 @@ def test_wait_is_measured_and_zero_without_a_wake_up() -> None:
     assert client.stats()["client_overhead_s"] > 0.0
     client.submit(["one more"])  # a full batch waits: the caller wakes the client thread (its only lock)
     assert client._wake.is_set() and client.stats()["wait_s"] > 0.0
+
+
+def test_known_caption_set_is_bounded_lru() -> None:
+    client = AnnotatorClient(f"http://127.0.0.1:{free_port()}", max_known=3, start=False)
+    client.submit(["a", "b", "c", "a", "d"])  # "a" seen again before "d": "b" is the least recently seen
+    client._ingest()
+    stats = client.stats()
+    assert stats["known"] == 3 and stats["known_evicted"] == 1 and stats["new"] == 4
+    client.submit(["a", "b"])  # "a" is still known; "b" was forgotten: new again (the server dedups it)
+    client._ingest()
+    stats = client.stats()
+    assert stats["new"] == 5 and stats["known"] == 3 and stats["known_evicted"] == 2
+    with pytest.raises(ValueError, match="max_known must be >= 1"):
+        AnnotatorClient("http://127.0.0.1:1", max_known=0, start=False)
+
+
+def test_reconnect_now_ends_the_backoff_and_moves_to_a_new_url(wait_until) -> None:
+    client = AnnotatorClient(f"http://127.0.0.1:{free_port()}", backoff_max=60.0, poll_interval=0.05)
+    try:
+        client.submit(["You kill the newt!"])
+        assert wait_until(lambda: client.stats()["errors"] >= 5, 10)  # the next retry is 0.1 * 2**5 = 3.2 s away
+        with FakeAnnotator() as server:
+            client.reconnect_now(server.url + "/")
+            assert wait_until(lambda: client.stats()["labels"] == 1, 1.5), client.stats()  # well before that retry
+            assert client.url == server.url and server.received == ["You kill the newt!"]
+    finally:
+        client.close()

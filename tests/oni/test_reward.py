@@ -100,3 +100,72 @@ def test_classifier_on_real_minilm_embeddings() -> None:
     model.step()
     kill, wall = model.reward(["You kill the grid bug!", "It's a solid stone wall."])
     assert kill > wall
+
+
+def test_background_error_is_logged_counted_and_in_the_run_metrics(tmp_path, caplog) -> None:
+    import logging
+
+    from llmguide.agents.oni import ONIMethod
+
+    from llmguide.core import prepare
+
+    class BrokenEmbedder:
+        def encode(self, texts):
+            raise RuntimeError("embedding model file is missing")
+
+    caplog.set_level(logging.ERROR, logger="llmguide.oni")
+    model = ClassifierReward(embedder=BrokenEmbedder(), refit_every_s=0.0)
+    try:
+        model.update(LABELS)
+        deadline = time.monotonic() + 10
+        while model.stats()["errors"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = model.stats()
+        assert stats["errors"] >= 3 and stats["error"] == "RuntimeError: embedding model file is missing"
+        logged = [r for r in caplog.records if r.name == "llmguide.oni.reward"]
+        assert len(logged) == 1 and "embedding model file is missing" in logged[0].getMessage()  # once, not per retry
+        assert model.reward(["You kill the newt!", "It's a wall."]).tolist() == [1.0, 0.0]  # exact labels meanwhile
+        prepared = prepare({"method": "oni", "reward_model": "classifier"})
+        method = ONIMethod(prepared.config, prepared.settings, tmp_path)
+        method.reward_model = model  # what start() makes
+        extras = method.extras()
+        assert extras["reward_model_errors"] >= 3 and "missing" in extras["reward_model_error"]
+    finally:
+        model.close()
+
+
+@pytest.mark.slow
+def test_remote_classifier_trains_in_its_own_process(caplog) -> None:
+    import logging
+    import os
+    import signal
+    from pathlib import Path
+
+    caplog.set_level(logging.ERROR, logger="llmguide.oni")
+    cpu = max(os.sched_getaffinity(0))
+    model = make_reward_model("classifier", remote=True, cpus=[cpu], nice=3)
+    try:
+        assert model.stats()["remote"] and os.sched_getaffinity(model.stats()["pid"]) == {cpu}
+        model.update(LABELS)
+        unseen = ["You kill the grid bug!", "It's a solid stone wall."]
+        t0 = time.perf_counter()
+        assert model.reward(unseen).tolist() == [0.0, 0.0]  # not scored yet: 0 at once, never a wait
+        assert time.perf_counter() - t0 < 0.05
+        assert model.wait_until_scored(unseen, timeout=120)  # MiniLM + logistic regression in the child
+        kill, wall = model.reward(unseen)
+        assert kill > wall
+        stats = model.stats()
+        assert stats["fitted"] and stats["fits"] >= 1 and stats["embedded"] >= 8 and stats["errors"] == 0
+        pid = stats["pid"]
+        os.kill(pid, signal.SIGKILL)  # the trainer dies: surfaced, the learner goes on with the last scores
+        deadline = time.monotonic() + 10
+        while model.stats()["alive"] and time.monotonic() < deadline:
+            model.reward(unseen)
+            time.sleep(0.1)
+        stats = model.stats()
+        assert not stats["alive"] and "died" in stats["error"] and stats["errors"] == 1
+        assert model.reward(unseen).tolist() == [kill, wall]
+        assert not Path(f"/proc/{pid}").exists()  # reaped
+        assert len([r for r in caplog.records if "died" in r.getMessage()]) == 1
+    finally:
+        model.close()

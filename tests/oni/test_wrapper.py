@@ -79,3 +79,23 @@ def test_nle_observation_and_features() -> None:
     batch = {k: torch.as_tensor(np.stack([v, v])).float() for k, v in obs.items()}
     assert feats(batch).shape == (2, 32)
     env.close()
+
+
+def test_blocked_time_is_measured_inside_step() -> None:
+    import time
+
+    class WaitingModel(HashReward):
+        """A reward model whose lookup waits (as on a lock held by another thread) for 20 ms."""
+
+        def reward(self, captions):
+            time.sleep(0.02)
+            return super().reward(captions)
+
+    fast = ONIRewardWrapper(VecMonitor(DummyVecEnv([ScriptedEnv])), HashReward(), None)
+    slow = ONIRewardWrapper(VecMonitor(DummyVecEnv([ScriptedEnv])), WaitingModel(), None)
+    for env in (fast, slow):
+        env.reset()
+        for _ in range(10):
+            env.step(np.array([0]))
+    assert 0.2 <= slow.stats()["blocked_s"] <= slow.stats()["overhead_s"]  # 10 waits of 20 ms: not running
+    assert fast.stats()["blocked_s"] < 0.05 and fast.stats()["blocked_s"] <= fast.stats()["overhead_s"]
