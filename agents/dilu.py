@@ -19,8 +19,8 @@ Following DiLu (Wen et al., ICLR 2024):
   each neighbour lane, the vehicle ahead and behind with gap, relative speed
   and time-to-collision, read from highway-env's own state
   (``lane_figures``, put in ``info["figures"]`` by ``make_dilu_env``). It is
-  what a lane-level decision depends on, in a third of the env text's tokens,
-  which is what keeps a decision with reasoning near a second on a 2-core CPU.
+  what a lane-level decision depends on, in about half the env text's tokens
+  (a decision's cost on a CPU is mostly prompt tokens).
   ``scene="full"`` uses the env's text of every observed vehicle.
 - Reflection: after an episode that ends in a collision, the LLM is shown the
   last few decisions, each with the env's gap / time-to-collision figures
@@ -161,22 +161,24 @@ def lane_figures(env: gym.Env) -> LaneFigures:
 
 def _describe(n: Neighbour | None, where: str) -> str:
     if n is None:
-        return f"none {where}"
+        return f"{where} none"
     if n["gap_m"] is not None and n["gap_m"] <= 0:
-        return f"0 m {where} (overlapping), TTC 0.0 s"
+        return f"{where} 0 m (overlapping), TTC 0.0 s"
     closing = n["closing_mps"] or 0.0
-    motion = ("closing " if closing > 0 else "opening ") + f"{abs(closing):.0f} m/s" if abs(closing) >= 0.5 else "same speed"
-    ttc = f", TTC {n['ttc_s']:.1f} s" if n["ttc_s"] is not None else ""
-    return f"{n['gap_m']:.0f} m {where}, {motion}{ttc}"
+    motion = (" closing " if closing > 0 else " opening ") + f"{abs(closing):.0f} m/s" if abs(closing) >= 0.5 else ""
+    # a TTC beyond 10 s changes no decision here: left out, the scene is shorter (every token is evaluated twice)
+    ttc = f", TTC {n['ttc_s']:.1f} s" if n["ttc_s"] is not None and n["ttc_s"] <= 10 else ""
+    return f"{where} {n['gap_m']:.0f} m{motion}{ttc}"
 
 
 def lanes_scene(figures: LaneFigures, available: Sequence[str]) -> str:
-    """The scene as a lane-level decision needs it: per lane, the vehicle ahead and behind."""
-    parts = [f"Lane {figures['lane'] + 1} of {figures['lanes']} from the left, speed {figures['speed']:.0f} m/s."]
+    """The scene as a lane-level decision needs it, tersely (prompt tokens are a CPU decision's cost):
+    per lane, the vehicle ahead and behind with gap, closing speed and TTC when under 10 s."""
+    parts = [f"Lane {figures['lane'] + 1} of {figures['lanes']} (1 = leftmost), {figures['speed']:.0f} m/s."]
     for name, label in (("own", "Your lane"), ("left", "Left lane"), ("right", "Right lane")):
         lane = figures.get(name)
         if lane is None:
-            parts.append(f"{label}: no lane.")
+            parts.append(f"{label}: none.")
         else:
             parts.append(f"{label}: {_describe(lane['ahead'], 'ahead')}; {_describe(lane['behind'], 'behind')}.")
     parts.append("Available: " + ", ".join(available) + ".")
@@ -189,8 +191,8 @@ def _figures_brief(figures: Mapping[str, Any] | None) -> str:
         return "no figures"
     own = figures.get("own") or {}
     ttc = figures.get("min_ttc_s")
-    return (f"lane {figures['lane'] + 1}, {figures['speed']:.0f} m/s, {_describe(own.get('ahead'), 'ahead')}, "
-            f"{_describe(own.get('behind'), 'behind')}, min TTC {'none' if ttc is None else f'{ttc:.1f} s'}")
+    return (f"lane {figures['lane'] + 1}, {figures['speed']:.0f} m/s, {_describe(own.get('ahead'), 'ahead')}; "
+            f"{_describe(own.get('behind'), 'behind')}; min TTC {'none' if ttc is None else f'{ttc:.1f} s'}")
 
 
 class SafetyFigures(gym.Wrapper):
@@ -304,7 +306,7 @@ def _text(answer: Any) -> str:
     return (answer.content if isinstance(answer.content, str) else str(answer.content)).strip()
 
 
-def _sentences(text: str, limit: int = 160) -> str:
+def _sentences(text: str, limit: int = 100) -> str:
     """A stored reasoning shown as a few-shot example: its first ``limit`` characters at a word end."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."

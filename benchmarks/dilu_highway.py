@@ -8,7 +8,8 @@ short keeps what it measured):
    reflection on until the memory holds max(--sizes) experiences (growth and reflections recorded);
 2. sweep: for each memory size N (--sizes, default 0/5/20/40), a frozen memory with the first N
    experiences (insertion order), on --episodes seeded evaluation episodes (seeds --eval-seed...,
-   disjoint from the build seeds) of --decisions decisions; success (no collision) with its Wilson
+   disjoint from the build seeds) of --decisions decisions, round-robin over the arms seed by seed
+   (a budget cut leaves every arm with the same seeds); success (no collision) with its Wilson
    95% interval, decisions survived, seconds per decision (reasoning on) and the agent's choice
    figures (first-option rate and fallback rate of its `choose` calls);
 3. reflection: on the crash traces of the memory-0 arm (the same seeds for both), the reflection
@@ -52,6 +53,32 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> list[float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
+
+
+def sweep_row(spec: str, size: int, arm: dict[str, Any]) -> dict[str, Any]:
+    """One memory arm of the sweep: success with its Wilson interval, cost, and the agent's choices."""
+    records, agent = arm["records"], arm["agent"]
+    n, wins = len(records), sum(bool(r.success) for r in records)
+    steps = sum(r.length for r in records)
+    seconds = sorted(agent.decision_seconds)
+    return {
+        "model": spec, "memory_size": size, "setting": "default", "episodes": n,
+        "seeds": [r.seed for r in records], "successes": wins, "success_rate": wins / n if n else None,
+        "success_wilson95": wilson(wins, n),
+        "decisions_survived_mean": sum(r.extra["decisions_survived"] for r in records) / max(n, 1),
+        "mean_speed": sum(r.extra["mean_speed"] for r in records) / max(n, 1),
+        "decisions": steps,
+        "llm_calls_per_decision": arm["calls"] / max(steps, 1),
+        "seconds_per_decision": arm["seconds"] / max(steps, 1),
+        "agent_seconds_per_decision": {
+            "mean": sum(seconds) / len(seconds) if seconds else None,
+            "median": seconds[len(seconds) // 2] if seconds else None,
+            "p90": seconds[int(0.9 * (len(seconds) - 1))] if seconds else None,
+            "share_within_1s": sum(x <= 1.0 for x in seconds) / len(seconds) if seconds else None,
+        },
+        "choices": {site: c.as_dict() for site, c in agent.choice_stats.items()},
+        "per_episode_success": [bool(r.success) for r in records],
+    }
 
 
 def _ints(text: str) -> list[int]:
@@ -183,10 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-seed", type=int, default=0)
     parser.add_argument("--build-seed", type=int, default=1000, help="First seed of the memory-building episodes.")
     parser.add_argument("--build-episodes", type=int, default=30, help="At most this many building episodes.")
+    parser.add_argument("--build-decisions", type=int, default=None,
+                        help="Decisions per building episode (default --decisions; longer = more safe experiences each).")
     parser.add_argument("--k", type=int, default=2, help="Retrieved experiences per decision.")
     parser.add_argument("--cot-tokens", type=int, default=24, help="Chain-of-thought token cap (DiLu reasons: > 0).")
     parser.add_argument("--scene", default="lanes", choices=("lanes", "full"), help="The agent's scene text.")
     parser.add_argument("--no-reflection-compare", action="store_true", help="Skip phase 3.")
+    parser.add_argument("--reflection-traces", type=int, default=20, help="At most this many crash traces in phase 3.")
     parser.add_argument("--dqn-steps", type=int, default=0, help="DQN training steps on highway-fast-v0 (0 = skip).")
     parser.add_argument("--dqn-model", default=None, help="Evaluate this saved DQN (.zip) instead of training one.")
     parser.add_argument("--no-baselines", action="store_true", help="Skip the always-IDLE and random baselines.")
@@ -202,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     from llmguide.agents.loop import RandomAgent, run_episodes
     from llmguide.memory import ExperienceMemory
 
-    from llmguide.llm import load
+    from llmguide.llm import METER, load
     from llmguide.rundir import write_json
 
     work = Path(args.work_dir)
@@ -260,12 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     memory = ExperienceMemory(build_dir)
     builder = agent_for(memory, learn=True)
     target = max(sizes)
-    env = make_dilu_env(env_config={"duration": args.decisions})
+    build_decisions = args.build_decisions or args.decisions
+    env = make_dilu_env(env_config={"duration": build_decisions})
     log = DrivingLog()
     built, build_start = 0, time.perf_counter()
     while (len(memory) < target and built < args.build_episodes
            and time.perf_counter() - build_start < args.build_budget_min * 60):
-        run_episodes(log.wrap(builder), env, 1, seed=args.build_seed + built, max_steps=args.decisions,
+        run_episodes(log.wrap(builder), env, 1, seed=args.build_seed + built, max_steps=build_decisions,
                      success_fn=no_collision, extra_fn=log.extra, progress=False)
         built += 1
         out["memory_growth"] = {"model": spec, "episodes": built, "seeds": [args.build_seed, args.build_seed + built - 1],
@@ -278,32 +309,53 @@ def main(argv: list[str] | None = None) -> int:
     export = work / f"memory_{tag}.jsonl"
     memory.export_jsonl(export)
 
-    # -- 2. the memory sweep: frozen memories of each size ------------------------
-    order = sorted(sizes, key=lambda n: (n not in (min(sizes), max(sizes)), n))  # extremes first
-    cells = [(n, "default") for n in order]
-    cells += [(n, s) for n in sorted(gen_sizes, reverse=True) for s in SETTINGS if s != "default"]
-    frozen_by_size: dict[int, Any] = {}
-    crash_traces: list[dict[str, Any]] = []
-    for n, setting in cells:
+    # -- 2. the memory sweep: frozen memories of each size, round-robin over seeds ----
+    # Each round drives every arm on the same next seed, so when the budget ends the sweep
+    # every arm has the same episodes (all arms stop after a round, never mid-way).
+    arms: dict[int, dict[str, Any]] = {}
+    for n in sorted(sizes):
         if n > len(memory):
-            out["skipped"].append({"memory_size": n, "setting": setting,
+            out["skipped"].append({"memory_size": n, "setting": "default",
                                    "reason": f"memory reached only {len(memory)} experiences"})
             continue
+        cell_dir = work / f"memory_{tag}_{n}"
+        if cell_dir.exists():
+            shutil.rmtree(cell_dir)
+        frozen = ExperienceMemory(cell_dir, embeddings=memory.embeddings, near_duplicate=None)
+        frozen.import_jsonl(export, limit=n)
+        arms[n] = {"memory": frozen, "agent": agent_for(frozen, learn=False), "records": [], "calls": 0,
+                   "seconds": 0.0}
+    env = make_dilu_env(env_config={"duration": args.decisions})
+    crash_traces: list[dict[str, Any]] = []
+    rounds = 0
+    for i in range(args.episodes):
         if over_budget():
-            out["skipped"].append({"memory_size": n, "setting": setting, "reason": "time budget"})
-            continue
-        if n not in frozen_by_size:
-            cell_dir = work / f"memory_{tag}_{n}"
-            if cell_dir.exists():
-                shutil.rmtree(cell_dir)
-            frozen_by_size[n] = ExperienceMemory(cell_dir, embeddings=memory.embeddings, near_duplicate=None)
-            frozen_by_size[n].import_jsonl(export, limit=n)
-        frozen = frozen_by_size[n]
-        agent = agent_for(frozen, learn=False)
-        keep = crash_traces if (n == 0 and setting == "default") else None
-        row = evaluate(agent, setting, args, f"{spec}/mem{n}/{setting}", traces=keep)
-        out["results"].append({"model": spec, "memory_size": len(frozen), **row})
+            out["skipped"].append({"phase": "sweep", "reason": f"time budget after {rounds} rounds"})
+            break
+        for n, arm in arms.items():
+            agent, log = arm["agent"], DrivingLog()
+            calls0, start = METER.snapshot().calls, time.perf_counter()
+            (record,) = run_episodes(log.wrap(agent), env, 1, seed=args.eval_seed + i, max_steps=args.decisions,
+                                     success_fn=no_collision, extra_fn=log.extra, progress=False)
+            arm["seconds"] += time.perf_counter() - start
+            arm["calls"] += METER.snapshot().calls - calls0
+            arm["records"].append(record)
+            if n == 0 and record.extra.get("crashed"):
+                crash_traces.append({"seed": record.seed, "trace": list(agent.trace)})
+        rounds += 1
+        out["results"] = [sweep_row(spec, len(arm["memory"]), arm) for arm in arms.values()]
+        print(f"round {rounds}: " + ", ".join(f"mem{len(a['memory'])} {sum(r.success for r in a['records'])}/"
+                                             f"{len(a['records'])}" for a in arms.values()), flush=True)
         save()
+    env.close()
+    for n in sorted(gen_sizes, reverse=True):  # generalization cells, if asked
+        for setting in (s for s in SETTINGS if s != "default"):
+            if n not in arms or over_budget():
+                out["skipped"].append({"memory_size": n, "setting": setting, "reason": "time budget or size"})
+                continue
+            row = evaluate(agent_for(arms[n]["memory"], learn=False), setting, args, f"{spec}/mem{n}/{setting}")
+            out["results"].append({"model": spec, "memory_size": n, **row})
+            save()
 
     # -- 3. which decision does a reflection blame: before vs after, same traces ----
     if not args.no_reflection_compare and crash_traces:
@@ -312,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             agent = agent_for(None, learn=False)
             out["reflection"] = {"source": "crash traces of the memory-0 arm (eval seeds)",
-                                 **compare_reflections(agent, crash_traces),
+                                 **compare_reflections(agent, crash_traces[: args.reflection_traces]),
                                  "choices": {s: c.as_dict() for s, c in agent.choice_stats.items()}}
             save()
 

@@ -123,8 +123,8 @@ def test_reflection_prompt_shows_each_step_with_its_figures_before_and_after(tmp
     lines = [ln for ln in text.splitlines() if ln.startswith("Step ")]
     assert [ln.split(":")[0] for ln in lines] == ["Step 2", "Step 3", "Step 4"]
     # step 3: 12 m ahead before (TTC 2.4 s), 4 m ahead after (the next decision's figures, TTC 0.8 s)
-    assert "before: lane 2, 25 m/s, 12 m ahead, closing 5 m/s, TTC 2.4 s" in lines[1]
-    assert "Action: FASTER. After: lane 2, 25 m/s, 4 m ahead" in lines[1] and "TTC 0.8 s" in lines[1]
+    assert "before: lane 2, 25 m/s, ahead 12 m closing 5 m/s, TTC 2.4 s; behind none; min TTC 2.4 s" in lines[1]
+    assert "Action: FASTER. After: lane 2, 25 m/s, ahead 4 m" in lines[1] and "TTC 0.8 s" in lines[1]
     assert lines[2].endswith("After: COLLISION.")
 
 
@@ -201,8 +201,8 @@ def test_lane_figures_are_the_env_state() -> None:
     assert fig["own"]["behind"] is None and fig["min_ttc_s"] == 4.0
     assert fig["left"]["behind"] == {"gap_m": 2.0, "closing_mps": 1.0, "ttc_s": 2.0} and fig["left"]["ahead"] is None
     text = lanes_scene(fig, ["IDLE", "SLOWER"])
-    assert "Your lane: 20 m ahead, closing 5 m/s, TTC 4.0 s; none behind." in text
-    assert "Left lane: none ahead; 2 m behind, closing 1 m/s, TTC 2.0 s." in text and text.endswith("IDLE, SLOWER.")
+    assert "Your lane: ahead 20 m closing 5 m/s, TTC 4.0 s; behind none." in text
+    assert "Left lane: ahead none; behind 2 m closing 1 m/s, TTC 2.0 s." in text and text.endswith("IDLE, SLOWER.")
 
 
 def test_driving_log_extra() -> None:
