@@ -298,17 +298,41 @@ def _study(cfg: dict[str, Any], seeds: list[int], runs_dir: Optional[Path], prog
         if resume_dir is not None and not (run_dir / "config.yaml").exists():
             prep.settings.resume = False
         console.print(f"[bold]arm {name}[/] (seed {seed}) -> {run_dir}", highlight=False, soft_wrap=True)
-        rows.append(_run_prepared(prep, run_dir))
-    report = compare([parent], parent)
-    _print_runs(rows, title=f"{parent.name}")
+        try:
+            rows.append(_run_prepared(prep, run_dir))
+        except Exception as err:  # one arm's crash must not cost the others, nor vanish from the results
+            rows.append(_crashed(run_dir, name, seed, prep, err))
+    finished = [r for r in rows if r.get("status") != "crashed"]
+    report = compare([parent], parent) if finished else None
+    _print_runs(finished, title=f"{parent.name}")
     from llmguide.rundir import write_json
 
-    write_json(parent / "results.json", {"runs": [{k: r.get(k) for k in _SHOWN + ("method", "env", "seed")} for r in rows],
-                                         "report": str(report.path), "plots": [str(p) for p in report.plots]})
-    for plot in report.plots:
+    write_json(parent / "results.json", {
+        "runs": [{k: r.get(k) for k in _SHOWN + ("method", "env", "seed", "status", "error", "run_dir")} for r in rows],
+        "crashed": sum(r.get("status") == "crashed" for r in rows),
+        "report": str(report.path) if report else None, "plots": [str(p) for p in report.plots] if report else []})
+    for plot in report.plots if report else []:
         console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
     console.print(f"results: {parent / 'results.json'}", highlight=False, soft_wrap=True)
     console.print(f"run dir: {parent}", highlight=False, soft_wrap=True)
+    crashed = [r for r in rows if r.get("status") == "crashed"]
+    if crashed:
+        for r in crashed:
+            err_console.print(f"[red]crashed[/] {r['label']} (seed {r['seed']}): {r['error']} (traceback in "
+                              f"{r['run_dir']}/error.txt; `llmguide run --resume {parent}` re-runs it)",
+                              highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _crashed(run_dir: Path, name: str, seed: int, prep: Any, err: Exception) -> dict[str, Any]:
+    """The results row of a run that raised, with its traceback written to ``error.txt`` in its run dir."""
+    import traceback
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
+    return {"label": name, "seed": seed, "status": "crashed", "method": prep.settings.method,
+            "env": getattr(prep.config, "env", None),
+            "error": f"{type(err).__name__}: {err}", "run_dir": str(run_dir)}
 
 
 def _print_config_help(method: str) -> None:

@@ -61,6 +61,23 @@ def test_arms_run_side_by_side_with_one_report(tmp_path: Path) -> None:
     assert (parent / "plain" / "eval.json").exists() and (parent / "oracle" / "eval.json").exists()
 
 
+def test_a_crashed_arm_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
+    broken = {**TINY["learner_kwargs"], "bogus_key": 1}  # passes the config check, fails when PPO is built
+    arms = {"broken": {"learner_kwargs": broken}, "plain": {"teacher": "none"}}
+    result = runner.invoke(app, ["run", str(_config(tmp_path, arms=arms)), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    parent = next((tmp_path / "runs").iterdir())
+    results = json.loads((parent / "results.json").read_text())
+    rows = {r["label"]: r for r in results["runs"]}
+    assert rows["broken"]["status"] == "crashed" and "bogus_key" in rows["broken"]["error"] and results["crashed"] == 1
+    assert rows["plain"]["status"] == "finished" and results["report"]
+    assert "Traceback" in (parent / "broken" / "error.txt").read_text()
+    assert "crashed" in result.output and "broken" in result.output
+    again = runner.invoke(app, ["run", "--resume", str(parent), "--no-progress"])
+    assert again.exit_code == 1, again.output  # the crashed arm is tried again, the finished one is kept
+    assert "arm broken" in again.output and "arm plain" not in again.output
+
+
 def test_resume_finishes_a_run(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     assert runner.invoke(app, ["run", str(_config(tmp_path)), "--runs-dir", str(runs), "--no-progress"]).exit_code == 0
