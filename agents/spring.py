@@ -1,4 +1,10 @@
-"""SPRING on Crafter: an LLM agent that reads the game's manual and reasons over a question DAG.
+"""SPRING on Crafter: an LLM agent that reads a game text and reasons over a question DAG.
+
+SPRING reads the game's paper; the Crafter paper's LaTeX is not shipped, so
+the offline default context is the manual built from Crafter's own data.yaml
+(``context: manual``); a paper's ``.tex`` (e.g. ``teachers/data/crafter_notes.tex``,
+a LaTeX paper about Crafter written for llmguide) goes through SPRING's
+paragraph selection.
 
 Exports ``SpringMethod`` and ``SpringConfig`` (``method: spring`` for
 ``llmguide run``), ``SpringAgent`` (``act(obs, info)`` for the shared episode
@@ -8,9 +14,12 @@ baselines, -> Crafter score, reward, cost per step, invalid actions) and
 
 Each step the agent builds an observation (the env's text view, a short
 action history, what the previous action changed), answers the DAG's
-questions in topological order (``llmguide.teachers.spring.QuestionDag``),
-then maps the final node's answer to exactly one of Crafter's 17 actions with
-constrained choice — so an invalid action cannot happen. Every node's
+situational questions in topological order
+(``llmguide.teachers.spring.QuestionDag``; the questions about the game
+alone are answered once per game and reused), then maps the final node's
+answer to exactly one of Crafter's 17 actions with a scored choice
+(``llmguide.llm.choose``) — so an invalid action cannot happen. ``fast=True``
+asks only the DAG's ``fast`` nodes (one by default) before the choice. Every node's
 question and answer is written to a JSONL log per episode, so a reader can
 see why each action was chosen.
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -76,8 +86,8 @@ class SpringAgent:
 
     Args:
         llm: a model spec (``smollm2``, ``gguf:PATH``, ``openai:MODEL@URL``) or a chat model.
-        context: the game text placed first in every prompt: ``"manual"`` (default,
-            generated from Crafter's data.yaml), a path to a ``.tex`` paper, or the text itself.
+        context: the game text placed first in every prompt: ``"manual"`` (default: the manual
+            built from Crafter's own data.yaml), a path to a ``.tex`` paper, or the text itself.
         dag: a ``QuestionDag``, a YAML path, a dict, or None for the packaged default (SPRING's questions).
         history: how many past actions the observation lists.
         log_dir: where ``episode_NNN.jsonl`` logs go (None = no log).
@@ -85,6 +95,7 @@ class SpringAgent:
         concurrent: run independent nodes in a thread pool (None = only on OpenAI-compatible servers).
         context_llm: model that selects relevant paragraphs of a LaTeX context (default: ``llm``).
         context_tokens: token budget of a LaTeX context.
+        fast: ask only the DAG's ``fast`` situational nodes each step (context answers stay cached).
     """
 
     def __init__(
@@ -101,12 +112,18 @@ class SpringAgent:
         context_llm: str | BaseChatModel | None = None,
         context_tokens: int = 1200,
         action_names: Sequence[str] | None = None,
+        fast: bool = False,
     ) -> None:
         self.llm = load(llm, max_tokens=max_tokens, n_ctx=n_ctx) if isinstance(llm, str) else llm
         self.dag = load_dag(dag)
         self.context = self._build_context(context, context_llm, context_tokens)
         self.history_len = history
         self.concurrent = concurrent
+        self.fast = fast
+        self.nodes = list(self.dag.fast) if fast else self.dag.situation_nodes
+        #: seconds of every act() call; the first of a game includes the context answers
+        self.step_seconds: list[float] = []
+        self.choice_seconds: list[float] = []  # the scored action choice's part of each step
         self.default_actions = list(action_names or crafter_data()["actions"])
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.episode = -1
@@ -115,6 +132,7 @@ class SpringAgent:
         self._reset_episode_state()
 
     def _build_context(self, context: str | Path | None, context_llm: Any, budget: int) -> str:
+        """``manual``: the manual built from Crafter's own data.yaml; a .tex path: the paper's selected paragraphs."""
         if context is None or str(context) == "manual":
             return crafter_manual()
         text = str(context)
@@ -147,25 +165,49 @@ class SpringAgent:
         """One step: answer the DAG about ``info['text']``, then choose one of the actions."""
         if self.episode < 0:
             self.reset(info)
+        start = time.perf_counter()
         names = list(info.get("action_names") or self.default_actions)
         observation = self.observation(info)
-        answers = self.dag.run(self.llm, self.context, observation, concurrent=self.concurrent)
-        final = answers[self.dag.final]
+        answers = self.dag.run(self.llm, self.context, observation, nodes=self.nodes, concurrent=self.concurrent)
+        asked = time.perf_counter()
+        final = self.final_answer(answers)
         default = "noop" if "noop" in names else names[0]
         options = self.options_by_mention(final.answer, names)
-        name = choose(self.llm, self.choice_prompt(observation, final), options, default=default)
+        name = choose(self.llm, self.choice_prompt(observation, final, answers), options, default=default,
+                      site="spring:action")
         if name not in names:  # impossible with choose(); counted so a benchmark proves it
             self.invalid_actions += 1
             name = default
         action = names.index(name)
-        self._log(observation, answers, name, action)
+        self._log(observation, answers, name, action, time.perf_counter() - start)
         self.prev_info = dict(info)
         self.last_action = name
         self.actions.append(name)
         self.last_answers = answers
         self.t += 1
         self.steps += 1
+        self.step_seconds.append(time.perf_counter() - start)
+        self.choice_seconds.append(time.perf_counter() - asked)
         return action
+
+    def final_answer(self, answers: Mapping[str, NodeAnswer]) -> NodeAnswer:
+        """The final node's answer, or (fast mode without it) the last situational answer."""
+        if self.dag.final in answers:
+            return answers[self.dag.final]
+        return answers[[n for n in self.nodes if n in answers][-1]]
+
+    def timing(self) -> dict[str, float | None]:
+        """Seconds per step: mean over all steps, and median/mean of the warm ones (all but the
+        first step of this agent, which also answers the per-game context questions)."""
+        s = self.step_seconds
+        warm = s[1:]
+        return {
+            "act_s_per_step": sum(s) / len(s) if s else None,
+            "first_step_s": s[0] if s else None,
+            "warm_s_per_step_mean": sum(warm) / len(warm) if warm else None,
+            "warm_s_per_step_median": statistics.median(warm) if warm else None,
+            "warm_choice_s_per_step": statistics.fmean(self.choice_seconds[1:]) if warm else None,
+        }
 
     def end_episode(self, record: EpisodeRecord) -> None:
         if self.log_dir is not None:
@@ -230,21 +272,33 @@ class SpringAgent:
         mentioned = [n for _, n in sorted(found)]
         return mentioned + [n for n in names if n not in mentioned]
 
-    def choice_prompt(self, observation: str, final: NodeAnswer) -> list:
-        """Context first, then the step, then the final node's answer: prefix-stable for llama.cpp."""
-        body = f"{observation}\n\nQ: {final.question}\nA: {final.answer}\n\nWhich single action should you take now?"
-        return [SystemMessage(content=self.context), HumanMessage(content=body)]
+    def choice_prompt(self, observation: str, final: NodeAnswer, answers: Mapping[str, NodeAnswer] | None = None) -> list:
+        """The DAG's fixed system turn (context, cached context answers), then the final node's
+        question and answer: SPRING reads the action off its last answer. The scorer keeps the
+        system turn evaluated from step to step, so a step pays only the few tokens of the answer;
+        the observation is in the final node's own prompt (measured: adding it again here
+        tripled the choice's time on the shared 2-core machine)."""
+        body = f"Q: {final.question}\nA: {final.answer}\n\nWhich single action should you take now?"
+        return [SystemMessage(content=self.dag.system_text(self.context, answers or {})), HumanMessage(content=body)]
 
-    def _log(self, observation: str, answers: Mapping[str, NodeAnswer], name: str, action: int) -> None:
+    def _log(self, observation: str, answers: Mapping[str, NodeAnswer], name: str, action: int, seconds: float) -> None:
         if self.log_dir is None:
             return
+        if self.t == 0 and self.dag.context_nodes:  # asked once per game: logged once per episode
+            context_row = {"episode": self.episode, "context_answers": [
+                {"id": n, "question": answers[n].question, "answer": answers[n].answer}
+                for n in self.dag.context_nodes if n in answers]}
+            with self.log_path().open("a") as f:
+                f.write(json.dumps(context_row) + "\n")
         row = {
             "episode": self.episode,
             "step": self.t,
             "observation": observation,
-            "nodes": [{"id": a.id, "question": a.question, "parents": list(a.parents), "answer": a.answer} for a in answers.values()],
+            "nodes": [{"id": a.id, "question": a.question, "parents": list(a.parents), "answer": a.answer}
+                      for a in answers.values() if a.id not in self.dag.context_nodes],
             "action": name,
             "action_id": action,
+            "seconds": round(seconds, 3),
             "time": time.time(),
         }
         with self.log_path().open("a") as f:
@@ -336,13 +390,15 @@ def evaluate_crafter(
 
 # -- the method ---------------------------------------------------------------------------------
 class SpringConfig(AgentConfig):
-    """`method: spring` — an LLM plays Crafter from a manual (or paper) and a question DAG, no training."""
+    """`method: spring` — an LLM plays Crafter from a game text (the manual built from Crafter's own
+    data.yaml, or a paper's .tex) and a question DAG, no training."""
 
     env: str = Field("llmguide/Crafter-v0", description="A Crafter id with the text view (llmguide/Crafter-v0).")
     max_steps: PositiveInt | None = Field(50, description="Step cap per episode (Crafter's own is 10000; keep it small on CPU).")
     llm: str = Field("smollm2", description="LLM spec: smollm2, gguf:PATH, openai:MODEL[@BASE_URL].")
-    context: str = Field("manual", description="Game text first in every prompt: manual (from crafter's data.yaml, "
-                         "offline), a path to a paper's .tex (LLM-selected paragraphs), or the text itself.")
+    context: str = Field("manual", description="Game text first in every prompt: manual (the manual built from "
+                         "Crafter's own data.yaml, offline), a path to a paper's .tex (LLM-selected paragraphs), "
+                         "or the text itself.")
     context_tokens: PositiveInt = Field(1200, description="Token budget of a .tex context.")
     dag: str | dict[str, Any] | None = Field(None, description="The question DAG: a YAML path, an inline mapping, "
                                              "or null for the packaged default (SPRING's questions).")
@@ -350,6 +406,8 @@ class SpringConfig(AgentConfig):
     max_tokens: PositiveInt = Field(64, description="Default answer cap per DAG node (a node's own cap wins).")
     n_ctx: PositiveInt = Field(4096, description="llama.cpp context window (smollm2 / gguf only).")
     concurrent: bool | None = Field(None, description="Run independent DAG nodes in parallel (null: only on openai: servers).")
+    fast: bool = Field(False, description="Ask only the DAG's `fast` situational node(s) each step, then the scored "
+                       "action choice (the game-context answers are cached either way).")
 
     @field_validator("env")
     @classmethod
@@ -414,7 +472,7 @@ class SpringMethod(AgentMethod):
         self.agent = SpringAgent(
             llm=self.objects.get("llm") or cfg.llm, context=cfg.context, dag=cfg.dag, history=cfg.history,
             log_dir=self.run_dir / ("eval_logs" if for_eval else "logs"), max_tokens=cfg.max_tokens, n_ctx=cfg.n_ctx,
-            concurrent=cfg.concurrent, context_tokens=cfg.context_tokens,
+            concurrent=cfg.concurrent, context_tokens=cfg.context_tokens, fast=cfg.fast,
         )
         self._checked = _CheckedAgent(self.agent, self._get_env().action_space)
         return self._checked
@@ -453,6 +511,9 @@ class SpringMethod(AgentMethod):
         return {
             "llm": self.config.llm,
             "dag_nodes": len(load_dag(self.config.dag).nodes),
+            "fast": self.config.fast,
+            "nodes_per_step": len(self.agent.nodes) if self.agent else None,
+            **(self.agent.timing() if self.agent else {}),
             "logs": str(self.run_dir / "logs"),
             "success_rates": rates,
             "achievements_unlocked": sorted(a for a in CRAFTER_ACHIEVEMENTS if rates[a] > 0),

@@ -9,6 +9,14 @@ geometric mean over the 22 achievements.
     python benchmarks/spring_crafter.py                       # everything, CPU budget
     python benchmarks/spring_crafter.py --agents random ppo   # only some agents
     python benchmarks/spring_crafter.py --large-llm gguf:/models/qwen2.5-7b-instruct-q4_k_m.gguf
+    python benchmarks/spring_crafter.py --agents random spring spring_fast --rl-episodes 2 --llm-episodes 2
+
+``spring`` asks the full question DAG every step (the game-context answers
+are computed once per game and reused); ``spring_fast`` (or ``--fast``, which
+turns ``spring`` into it) asks only the DAG's ``fast`` node(s) before the
+scored action choice. Timing is reported as the loop's mean seconds per
+step and as warm seconds per step (every step but the first of a run, which
+also answers the per-game context questions and fills llama.cpp's caches).
 
 Results are merged into ``benchmarks/results/spring_crafter.json`` (one entry
 per agent, so agents can run in separate processes). An agent that cannot run
@@ -81,16 +89,25 @@ def run_ppo(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def run_spring(args: argparse.Namespace, llm: str) -> dict[str, Any]:
+def run_spring(args: argparse.Namespace, llm: str, fast: bool = False) -> dict[str, Any]:
     """SPRING as users run it (the `spring` method through `llmguide.core`), in the baselines' figures."""
     from llmguide.core import prepare, run
 
-    run_dir = Path(args.log_dir) / f"{llm.replace(':', '_').replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tag = f"{llm.replace(':', '_').replace('/', '_')}{'-fast' if fast else ''}"
+    run_dir = Path(args.log_dir) / f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = {"method": "spring", "llm": llm, "episodes": args.llm_episodes, "seed": args.seed,
-              "max_steps": args.max_steps, "max_tokens": args.max_tokens, "n_ctx": 4096, "progress": True}
+              "max_steps": args.max_steps, "max_tokens": args.max_tokens, "n_ctx": 4096, "progress": True,
+              "fast": fast}
     m = run(prepare(config), run_dir)
     usage, steps = m.extras["llm_usage"], max(m.steps, 1)
     return {
+        "fast": fast, "nodes_per_step": m.extras["nodes_per_step"],
+        "warm_s_per_step_mean": m.extras["warm_s_per_step_mean"],
+        "warm_s_per_step_median": m.extras["warm_s_per_step_median"],
+        "warm_choice_s_per_step": m.extras["warm_choice_s_per_step"], "first_step_s": m.extras["first_step_s"],
+        "first_option_rate": m.first_option_rate, "choices": m.choices,
+        "cache_hits_per_step": usage.get("cache_hits", 0) / steps,
+        "cache_dir": os.environ.get("LLMGUIDE_CACHE_DIR", "~/.cache/llmguide (default)"),
         "crafter_score": m.score, "reward": m.return_mean, "episodes": m.episodes, "steps": m.steps,
         "max_steps": args.max_steps, "llm_calls_per_step": m.llm_calls_per_1k_steps / 1000,
         "prompt_tokens_per_step": usage.get("prompt_tokens", 0) / steps,
@@ -115,23 +132,30 @@ def merge_result(out: Path, name: str, metrics: dict[str, Any], args: argparse.N
     data["settings"] = {
         "env": "llmguide/Crafter-v0", "max_steps": args.max_steps, "seed": args.seed,
         "rl_episodes": args.rl_episodes, "llm_episodes": args.llm_episodes, "ppo_steps": args.ppo_steps,
-        "spring_max_tokens": args.max_tokens, "dag": "default (packaged)", "context": "manual (crafter data.yaml)",
+        "spring_max_tokens": args.max_tokens, "dag": "default (packaged)",
+        "context": "manual built from Crafter's own data.yaml",
     }
     write_json(out, data)
 
 
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def table(data: dict[str, Any]) -> str:
     """The RESULTS.md table for a results file."""
-    rows = ["| agent | episodes x cap | Crafter score (%) | reward | LLM calls/step | tokens/step (in/out) | s/step | invalid actions |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| agent | episodes x cap | Crafter score (%) | reward | LLM calls/step | tokens/step (in/out) | s/step "
+            "| warm s/step (median) | invalid actions | fallbacks | first-option rate |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in data.get("agents", {}).items():
         if m.get("status") == "not run":
-            rows.append(f"| {name} | not run: {m['reason']} | | | | | | |")
+            rows.append(f"| {name} | not run: {m['reason']} | | | | | | | | | |")
             continue
         rows.append(
             f"| {name} | {m['episodes']} x {m['max_steps']} | {m['crafter_score']:.2f} | {m['reward']:.2f} | "
             f"{m['llm_calls_per_step']:.1f} | {m['prompt_tokens_per_step']:.0f} / {m['completion_tokens_per_step']:.0f} | "
-            f"{m['seconds_per_step']:.2f} | {m['invalid_actions']} |"
+            f"{m['seconds_per_step']:.2f} | {_fmt(m.get('warm_s_per_step_median'))} | {m['invalid_actions']} | "
+            f"{m.get('llm_fallbacks', '')} | {_fmt(m.get('first_option_rate'))} |"
         )
     return "\n".join(rows)
 
@@ -139,7 +163,8 @@ def table(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agents", nargs="+", default=["random", "ppo", "spring", "spring_large"],
-                   choices=["random", "ppo", "spring", "spring_large"])
+                   choices=["random", "ppo", "spring", "spring_fast", "spring_large"])
+    p.add_argument("--fast", action="store_true", help="run `spring` as the fast variant (the DAG's fast nodes only)")
     p.add_argument("--max-steps", type=int, default=20, help="step cap per episode, same for every agent")
     p.add_argument("--rl-episodes", type=int, default=5, help="episodes for random and PPO")
     p.add_argument("--llm-episodes", type=int, default=1, help="episodes for SPRING")
@@ -158,9 +183,10 @@ def main(argv: list[str] | None = None) -> None:
             metrics = run_random(args)
         elif name == "ppo":
             metrics = run_ppo(args)
-        elif name == "spring":
-            metrics = run_spring(args, args.llm)
-            name = f"spring_{args.llm.split(':')[0]}"
+        elif name in ("spring", "spring_fast"):
+            fast = args.fast or name == "spring_fast"
+            metrics = run_spring(args, args.llm, fast=fast)
+            name = f"spring_{args.llm.split(':')[0]}{'_fast' if fast else ''}"
         elif args.large_llm:
             metrics = run_spring(args, args.large_llm)
         else:

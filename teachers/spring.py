@@ -16,7 +16,13 @@ any agent:
 - ``QuestionDag`` (``load_dag``): questions declared in YAML, validated
   (duplicate ids, missing parents, cycles -> ``ConfigError`` naming the
   node), run in topological order; the nodes of one level run concurrently
-  on OpenAI-compatible backends through a thread pool.
+  on OpenAI-compatible backends through a thread pool. Nodes with
+  ``scope: context`` ask about the game alone: their answers are computed
+  once per (model, context, DAG), held in memory, and put in the fixed
+  system turn of every situational prompt. Prompts are prefix-stable
+  (context, cached answers, observation, then one turn per answered
+  ancestor, the node's question last), so llama.cpp's prefix reuse makes a
+  node pay only its own question and answer.
 
 Exports: ``Paragraph``, ``clean_latex``, ``split_paragraphs``,
 ``select_paragraphs``, ``latex_context``, ``crafter_manual``,
@@ -33,9 +39,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import re
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,7 +54,7 @@ from typing import Any
 
 import yaml
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from llmguide.errors import ConfigError, MissingDependencyError
 
@@ -53,6 +63,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_DAG_PATH",
     "RELEVANCE_QUESTION",
+    "SCOPES",
     "DagNode",
     "NodeAnswer",
     "Paragraph",
@@ -376,14 +387,24 @@ def crafter_manual(data: Mapping[str, Any] | None = None) -> str:
 # --------------------------------------------------------------------------- question DAG
 
 
+#: ``context``: about the game, answered from the context alone once per game;
+#: ``situation``: about the current observation, asked every step.
+SCOPES = ("context", "situation")
+#: The one instruction every prompt's system turn carries (once: it is part of the fixed prefix).
+ANSWER_STYLE = "Answer each question in one short sentence."
+#: Generation stops at these: small models go on with a question of their own.
+STOP = ("\n", "Q:")
+
+
 @dataclass(frozen=True)
 class DagNode:
-    """One question; ``parents`` are answered first and shown in its prompt."""
+    """One question; its ancestors are answered first and shown in its prompt."""
 
     id: str
     question: str
     parents: tuple[str, ...] = ()
     max_tokens: int | None = None
+    scope: str = "situation"
 
 
 @dataclass(frozen=True)
@@ -403,12 +424,14 @@ class QuestionDag:
     ``final`` names the node whose answer the agent turns into an action (by
     default the one node no other node depends on). ``levels`` groups nodes
     whose parents are all in earlier levels: those may run concurrently.
+    ``fast`` names the situational nodes asked in fast mode (default: ``final``).
     """
 
     nodes: dict[str, DagNode]
     final: str
     max_tokens: int = 64
     answer_chars: int = 400
+    fast: tuple[str, ...] = ()
     order: list[str] = field(init=False)
     levels: list[list[str]] = field(init=False)
 
@@ -419,6 +442,40 @@ class QuestionDag:
             raise ConfigError(
                 f"DAG final node {self.final!r} is not one of the nodes ({', '.join(self.nodes)}); fix `final:`."
             )
+        for node in self.nodes.values():
+            if node.scope not in SCOPES:
+                raise ConfigError(f"DAG node {node.id!r} has scope {node.scope!r}; use one of {', '.join(SCOPES)}.")
+            if node.scope == "context":
+                bad = [p for p in node.parents if self.nodes[p].scope != "context"]
+                if bad:
+                    raise ConfigError(
+                        f"Context node {node.id!r} depends on situational node(s) {', '.join(bad)}; a context "
+                        "answer is computed once per game, so its parents must be context nodes too."
+                    )
+        if self.nodes[self.final].scope == "context":
+            raise ConfigError(f"DAG final node {self.final!r} is a context node; the action needs a situational node.")
+        self.fast = tuple(self.fast) or (self.final,)
+        for n in self.fast:
+            if n not in self.nodes or self.nodes[n].scope == "context":
+                raise ConfigError(
+                    f"`fast:` lists {n!r}, which is not a situational node of the DAG "
+                    f"({', '.join(self.situation_nodes)}); fix the name."
+                )
+
+    @property
+    def context_nodes(self) -> list[str]:
+        """Nodes answered from the context alone (once per game), in topological order."""
+        return [n for n in self.order if self.nodes[n].scope == "context"]
+
+    @property
+    def situation_nodes(self) -> list[str]:
+        """Nodes asked every step, in topological order."""
+        return [n for n in self.order if self.nodes[n].scope != "context"]
+
+    def signature(self) -> str:
+        """A digest of the questions, edges and caps: the key of cached context answers."""
+        raw = [(n.id, n.question, n.parents, n.max_tokens, n.scope) for n in self.nodes.values()]
+        return hashlib.sha256(json.dumps([raw, self.max_tokens, self.answer_chars]).encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuestionDag:
@@ -438,7 +495,7 @@ class QuestionDag:
             max_tokens = raw.get("max_tokens")
             nodes[node_id] = DagNode(
                 node_id, str(raw["question"]).strip(), tuple(str(p) for p in parents),
-                int(max_tokens) if max_tokens is not None else None,
+                int(max_tokens) if max_tokens is not None else None, str(raw.get("scope") or "situation"),
             )
         for node in nodes.values():
             for parent in node.parents:
@@ -450,18 +507,22 @@ class QuestionDag:
         final = data.get("final")
         if final is None:
             used = {p for n in nodes.values() for p in n.parents}
-            sinks = [n for n in nodes if n not in used]
+            sinks = [n for n in nodes if n not in used and nodes[n].scope != "context"]
             if len(sinks) != 1:
                 raise ConfigError(
                     f"The DAG has {len(sinks)} final nodes ({', '.join(sinks) or 'none'}); "
                     "name the one that gives the action with `final:`."
                 )
             final = sinks[0]
+        fast = data.get("fast") or ()
+        if isinstance(fast, str):
+            fast = [fast]
         return cls(
             nodes=nodes,
             final=str(final),
             max_tokens=int(data.get("max_tokens", 64)),
             answer_chars=int(data.get("answer_chars", 400)),
+            fast=tuple(str(n) for n in fast),
         )
 
     @classmethod
@@ -487,21 +548,74 @@ class QuestionDag:
         return [n for n in self.order if n in seen]
 
     # -- execution ------------------------------------------------------
+    def system_text(self, context: str, answers: Mapping[str, NodeAnswer]) -> str:
+        """The fixed system turn of situational prompts: the context, then the per-game context answers."""
+        known = [f"Q: {answers[n].question}\nA: {answers[n].answer}" for n in self.context_nodes if n in answers]
+        parts = [context.strip()]
+        if known:
+            parts.append("What you know about the game:\n" + "\n".join(known))
+        if self.context_nodes:
+            parts.append(ANSWER_STYLE)
+        return "\n\n".join(parts)
+
     def prompt(self, node: DagNode, context: str, observation: str, answers: Mapping[str, NodeAnswer]) -> list[BaseMessage]:
-        """Messages for one node: fixed context first (prefix cache), then the step, parents, question."""
-        parts = [observation.strip()]
-        for p in node.parents:
-            a = answers[p]
-            parts.append(f"Q: {a.question}\nA: {a.answer}")
-        parts.append(f"Q: {node.question}\nA (short):")
-        return [SystemMessage(content=context.strip()), HumanMessage(content="\n\n".join(parts))]
+        """Messages for one node, prefix-stable for llama.cpp's prefix reuse.
+
+        System turn: the context (and, for a situational node, the cached
+        answers of the context nodes). Then the observation (situational
+        nodes only) with the first answered ancestor's question, one
+        assistant/user turn per answered ancestor in topological order, and
+        the node's own question last. In a chain-shaped DAG each prompt is the
+        previous prompt plus its answer plus one question, so the model
+        evaluates only that much.
+        """
+        situational = node.scope != "context"
+        chain = [a for a in self.ancestors(node.id) if a in answers and (self.nodes[a].scope != "context") == situational]
+        if situational:
+            system = self.system_text(context, answers)
+        else:
+            system = context.strip() + ("\n\n" + ANSWER_STYLE if self.context_nodes else "")
+        messages: list[BaseMessage] = [SystemMessage(content=system)]
+        lead = observation.strip() + "\n\n" if situational else ""
+        for a in chain:
+            messages.append(HumanMessage(content=f"{lead}Q: {answers[a].question}"))
+            messages.append(AIMessage(content=answers[a].answer))
+            lead = ""
+        messages.append(HumanMessage(content=f"{lead}Q: {node.question}"))
+        return messages
 
     def ask(self, llm: BaseChatModel, node: DagNode, context: str, observation: str, answers: Mapping[str, NodeAnswer]) -> NodeAnswer:
         messages = self.prompt(node, context, observation, answers)
-        reply = llm.invoke(messages, max_tokens=node.max_tokens or self.max_tokens)
+        # One short sentence: a new line or a made-up next question ends the answer (tokens are the cost).
+        reply = llm.invoke(messages, max_tokens=node.max_tokens or self.max_tokens, stop=list(STOP))
         text = reply.content if isinstance(reply.content, str) else str(reply.content)
         text = " ".join(text.split())[: self.answer_chars] or "(no answer)"
         return NodeAnswer(node.id, node.question, text, node.parents)
+
+    def context_answers(self, llm: BaseChatModel, context: str) -> dict[str, NodeAnswer]:
+        """The context nodes' answers, computed once per (model, context, DAG) and held in memory.
+
+        They depend on the context alone, so a game asks them once; across
+        processes the LLM response cache returns the same answers without
+        evaluating them again.
+        """
+        if not self.context_nodes:
+            return {}
+        key = (hashlib.sha256(context.encode()).hexdigest(), self.signature())
+        with _CONTEXT_LOCK:
+            held = _CONTEXT_ANSWERS.get(id(llm))
+            if held is not None and held[0]() is llm and key in held[1]:
+                return dict(held[1][key])
+        answers: dict[str, NodeAnswer] = {}
+        for n in self.context_nodes:
+            answers[n] = self.ask(llm, self.nodes[n], context, "", answers)
+        with _CONTEXT_LOCK:
+            held = _CONTEXT_ANSWERS.get(id(llm))
+            if held is None or held[0]() is not llm:
+                held = (weakref.ref(llm), {})
+                _CONTEXT_ANSWERS[id(llm)] = held
+            held[1][key] = dict(answers)
+        return answers
 
     def run(
         self,
@@ -509,35 +623,47 @@ class QuestionDag:
         context: str,
         observation: str,
         *,
+        nodes: Sequence[str] | None = None,
         concurrent: bool | None = None,
         max_workers: int = 4,
     ) -> dict[str, NodeAnswer]:
-        """Answer every node in topological order; returns answers keyed by node id (in order).
+        """Answer the context nodes (cached per game) and then the situational ``nodes``
+        (default all) in topological order; returns answers keyed by node id (in order).
 
         ``concurrent=None`` runs the nodes of one level in a thread pool only
         on an OpenAI-compatible backend (a server batches them); the
-        in-process llama.cpp model is serialised by its lock anyway.
+        in-process llama.cpp model is serialised by its lock anyway, and
+        there the prefix-stable chain is what saves the time.
         """
         if concurrent is None:
             from llmguide.llm.openai_compat import ChatOpenAICompatible
 
             concurrent = isinstance(llm, ChatOpenAICompatible)
-        answers: dict[str, NodeAnswer] = {}
+        wanted = set(self.situation_nodes if nodes is None else nodes)
+        unknown = wanted - set(self.situation_nodes)
+        if unknown:
+            raise ConfigError(f"Not situational nodes of this DAG: {', '.join(sorted(unknown))}.")
+        answers: dict[str, NodeAnswer] = dict(self.context_answers(llm, context))
         pool = ThreadPoolExecutor(max_workers=max_workers) if concurrent else None
         try:
             for level in self.levels:
-                nodes = [self.nodes[n] for n in level]
-                if pool is not None and len(nodes) > 1:
-                    futures = [pool.submit(self.ask, llm, n, context, observation, dict(answers)) for n in nodes]
+                level_nodes = [self.nodes[n] for n in level if n in wanted]
+                if pool is not None and len(level_nodes) > 1:
+                    futures = [pool.submit(self.ask, llm, n, context, observation, dict(answers)) for n in level_nodes]
                     results = [f.result() for f in futures]
                 else:
-                    results = [self.ask(llm, n, context, observation, answers) for n in nodes]
+                    results = [self.ask(llm, n, context, observation, answers) for n in level_nodes]
                 for r in results:
                     answers[r.id] = r
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
-        return {n: answers[n] for n in self.order}
+        return {n: answers[n] for n in self.order if n in answers}
+
+
+#: id(model) -> (weak reference to it, {(context digest, DAG signature): context answers})
+_CONTEXT_ANSWERS: dict[int, tuple[Any, dict[tuple[str, str], dict[str, NodeAnswer]]]] = {}
+_CONTEXT_LOCK = threading.Lock()
 
 
 def _levels(nodes: Mapping[str, DagNode]) -> list[list[str]]:

@@ -92,19 +92,26 @@ def test_bad_yaml_files(tmp_path) -> None:
         load_dag(bad)
 
 
-def test_default_dag_has_springs_questions() -> None:
+def test_default_dag_follows_the_papers_two_part_shape() -> None:
     dag = load_dag(None)
-    assert DEFAULT_DAG_PATH.is_file()
+    header = DEFAULT_DAG_PATH.read_text().split("max_tokens:")[0].lower()
+    assert "follows the structure of the spring paper" in header and "our own" in header
+    # part 1: about the game, from the context alone (once per game)
+    assert dag.context_nodes == ["achievements", "tools", "dangers", "actions"]
+    assert all(not dag.nodes[n].parents for n in dag.context_nodes)
+    # part 2: the situation, each node after the ones it builds on; the last gives the action
+    assert dag.situation_nodes == ["seen", "last_check", "priority", "requirements", "next_action"]
+    assert dag.final == "next_action" and dag.fast == ("next_action",)
+    assert dag.ancestors("next_action") == dag.context_nodes + dag.situation_nodes[:-1]  # a chain: prefix reuse
+    assert 8 <= len(dag.nodes) <= 10
     text = " ".join(n.question.lower() for n in dag.nodes.values())
-    for phrase in ("require", "subgoal", "best action", "succeed"):
+    for phrase in ("achievement", "tool", "hurt", "near you", "last action", "priority", "need", "action"):
         assert phrase in text
-    assert dag.final == "best_action"
-    assert dag.ancestors("best_action") == ["requirements", "last_outcome", "subgoal"]
-    assert dag.max_tokens <= 96
+    assert all((n.max_tokens or dag.max_tokens) <= 16 for n in map(dag.nodes.get, dag.situation_nodes))
 
 
-def test_run_puts_context_first_and_parents_answers_in_prompts() -> None:
-    dag = _dag(("a", []), ("b", ["a"]), ("c", ["a", "b"]))
+def test_run_puts_context_first_and_ancestors_answers_as_turns() -> None:
+    dag = _dag(("a", []), ("b", ["a"]), ("c", ["b"]))
     llm = EchoModel(seen=[], threads=set())
     answers = dag.run(llm, "THE MANUAL", "OBSERVATION 7")
     assert list(answers) == ["a", "b", "c"]
@@ -114,10 +121,21 @@ def test_run_puts_context_first_and_parents_answers_in_prompts() -> None:
     for msgs in prompts.values():
         assert msgs[0] == "THE MANUAL"  # fixed context first: llama.cpp prefix cache
         assert msgs[1].startswith("OBSERVATION 7")
-    assert "answer-a" not in prompts["a"][1]
-    assert "answer-a" in prompts["b"][1] and "answer-b" not in prompts["b"][1]
-    assert "answer-a" in prompts["c"][1] and "answer-b" in prompts["c"][1]
+    assert prompts["a"] == ["THE MANUAL", "OBSERVATION 7\n\nQ: question a?"]
+    # c sees its ancestors a (through b) and b, as turns: each prompt extends the previous one
+    assert prompts["c"] == ["THE MANUAL", "OBSERVATION 7\n\nQ: question a?", "answer-a", "Q: question b?",
+                            "answer-b", "Q: question c?"]
+    assert prompts["c"][: len(prompts["b"])] == prompts["b"][:-1] + ["Q: question b?"]
     assert all(mt == dag.max_tokens for _, _, mt in llm.seen)
+
+
+def test_branches_see_only_their_own_ancestors() -> None:
+    dag = _dag(("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"]))
+    llm = EchoModel(seen=[], threads=set())
+    dag.run(llm, "ctx", "obs")
+    prompts = {node: msgs for node, msgs, _ in llm.seen}
+    assert "answer-b" not in prompts["c"] and "answer-a" in prompts["c"]
+    assert {"answer-a", "answer-b", "answer-c"} <= set(prompts["d"])
 
 
 def test_per_node_max_tokens_and_answer_trim() -> None:
@@ -128,7 +146,7 @@ def test_per_node_max_tokens_and_answer_trim() -> None:
     llm = EchoModel(seen=[], threads=set())
     dag.run(llm, "ctx", "obs")
     assert [mt for _, _, mt in llm.seen] == [12, 50]
-    long = FakeListChatModel(responses=["x" * 50, "y"])
+    long = FakeListChatModel(responses=["x" * 50, "y"])  # the answer is trimmed to answer_chars
     assert dag.run(long, "ctx", "obs")["a"].answer == "x" * 10
 
 

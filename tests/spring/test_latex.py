@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from llmguide.agents.spring import SpringAgent
 from llmguide.teachers.spring import (
     Paragraph,
     clean_latex,
@@ -106,3 +107,49 @@ def test_selection_with_real_model_is_cached(fresh_cache: Path) -> None:
     second = latex_context(FIXTURE, llm, token_budget=2000)
     assert second == first
     assert METER.snapshot().cache_hits - calls.cache_hits == calls.calls
+
+
+# -- a real multi-page paper: teachers/data/crafter_notes.tex (written for llmguide; not the Crafter paper)
+NOTES = Path(__file__).resolve().parents[2] / "teachers" / "data" / "crafter_notes.tex"
+
+
+class KeywordJudge(FakeListChatModel):
+    """Calls a paragraph relevant when it names one of ``words``; records the paragraphs it was shown."""
+
+    words: tuple[str, ...] = ()
+    shown: list = []
+    responses: list = [""]
+
+    def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        text = str(messages[0].content)
+        self.shown.append(text)
+        relevant = any(w in text.split("Paragraph:", 1)[-1].lower() for w in self.words)
+        return '{"choice": "%s"}' % ("yes" if relevant else "no")
+
+
+def test_notes_paper_cleans_to_sectioned_paragraphs_without_math_or_floats() -> None:
+    source = NOTES.read_text()
+    assert source.count("\\section{") >= 6 and "\\begin{equation}" in source and "\\[" in source
+    cleaned = clean_latex(source)
+    for gone in ("\\", "$", "h_{t+1}", "\\exp", "sum_{i=1}", "crafter_map.pdf", "A local view", "Recipes of the",
+                 "toprule", "Hafner. Benchmarking", "NOT the Crafter paper", "llmguide authors", "sec:world"):
+        assert gone not in cleaned, gone
+    paragraphs = split_paragraphs(cleaned)
+    assert len(paragraphs) >= 15 and sum(len(p.text.split()) for p in paragraphs) > 900  # several pages of text
+    sections = list(dict.fromkeys(p.section for p in paragraphs if p.section))
+    assert sections[:4] == ["Introduction", "The World", "Actions", "Materials"] and "Survival" in sections
+    assert any("collect_wood, collect_sapling" in p.text for p in paragraphs)  # \ach{collect\_wood} unwrapped
+    assert any(p.text.startswith("Crafter is a two-dimensional survival game") for p in paragraphs)  # \game expanded
+
+
+def test_notes_paper_as_the_agents_context_goes_through_paragraph_selection() -> None:
+    judge = KeywordJudge(words=("pickaxe", "health"), shown=[])
+    agent = SpringAgent(llm=FakeListChatModel(responses=["x"]), context=str(NOTES), context_llm=judge, context_tokens=5000)
+    paragraphs = split_paragraphs(clean_latex(NOTES.read_text()))
+    assert len(judge.shown) == len(paragraphs)  # every paragraph was judged
+    kept = agent.context.split("\n\n")
+    expected = [p.render() for p in paragraphs if any(w in p.text.lower() for w in ("pickaxe", "health"))]
+    assert kept == expected and 3 <= len(kept) < len(paragraphs)
+    assert "[Survival]" in agent.context and "[The World]" not in agent.context
+    tight = latex_context(NOTES, judge, token_budget=200)  # the budget cuts the selection
+    assert estimate_tokens(tight) <= 200 and tight.split("\n\n")[0] == expected[0]
