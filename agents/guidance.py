@@ -126,6 +126,9 @@ class EpisodeTeacherStats(TeacherStats):
     subgoals_reached: int = 0
     bonus: float = 0.0
     task_return: float = 0.0
+    #: proposals compared with the oracle's next subgoal for the same state, and how many matched it
+    oracle_compared: int = 0
+    oracle_agreed: int = 0
 
 
 class SubgoalRewardWrapper(gym.Wrapper):
@@ -159,11 +162,19 @@ class SubgoalRewardWrapper(gym.Wrapper):
         self._paid = 0.0
         self._ep = EpisodeTeacherStats()
         self._checked = False
+        #: on MiniGrid, the oracle that a teacher's proposals are scored against (see `_ask`)
+        self._reference: Teacher | None = None
 
     def _ask(self, info: dict[str, Any]) -> None:
         proposal = self.teacher.propose(self.env, info, self.achieved)
         self._ep.add(proposal)
         self._ep.no_subgoal += int(proposal.subgoal is None)
+        if self._reference is not None and proposal.subgoal is not None:
+            # scored against the oracle's plan, never taught from it
+            right = self._reference.propose(self.env, info, self.achieved).subgoal
+            if right is not None:
+                self._ep.oracle_compared += 1
+                self._ep.oracle_agreed += int(right.key == proposal.subgoal.key)
         done = {s.key for s in self.achieved}
         self.current = proposal.subgoal if proposal.subgoal is None or proposal.subgoal.key not in done else None
 
@@ -172,6 +183,10 @@ class SubgoalRewardWrapper(gym.Wrapper):
         if not self._checked:
             self.teacher.check_env(self.env)
             self._checked = True
+            from llmguide.teachers.oracle import OracleTeacher
+
+            if not isinstance(self.teacher, OracleTeacher) and minigrid_base(self.env) is not None:
+                self._reference = OracleTeacher(self.teacher.kind, cache=None)
         self.achieved, self._paid, self._ep = [], 0.0, EpisodeTeacherStats()
         self._ask(info)
         info["subgoal"] = self.current.text if self.current else None
@@ -259,7 +274,8 @@ class TeacherMetricsCallback(BaseCallback):
     `teacher/cache_hit_rate`, `teacher/generations` (model runs past the
     response cache), `teacher/invalid`, `teacher/subgoals_reached` (mean per
     episode), `teacher/bonus_share` (bonus / total return), and
-    `teacher/calls_per_1k_steps`. `totals` holds the cumulative counters.
+    `teacher/calls_per_1k_steps`, `teacher/oracle_agreement` (share of proposals equal to the
+    oracle's next subgoal in the same state). `totals` holds the cumulative counters.
     """
 
     def __init__(self, verbose: int = 0) -> None:
@@ -296,6 +312,7 @@ class TeacherMetricsCallback(BaseCallback):
             "teacher_no_subgoal": t.no_subgoal,
             "teacher_subgoals_per_episode": t.subgoals_reached / self.episodes if self.episodes else 0.0,
             "teacher_bonus_share": t.bonus / total_return if total_return > 0 else 0.0,
+            "teacher_oracle_agreement": t.oracle_agreed / t.oracle_compared if t.oracle_compared else None,
             "llm_calls_per_1k_steps": 1000.0 * t.llm_queries / steps,
             "episodes": self.episodes,
         }
@@ -312,6 +329,8 @@ class TeacherMetricsCallback(BaseCallback):
         logger.record("teacher/generations", s["teacher_generations"])
         logger.record("teacher/invalid", s["teacher_invalid"])
         logger.record("teacher/calls_per_1k_steps", s["llm_calls_per_1k_steps"])
+        if s["teacher_oracle_agreement"] is not None:
+            logger.record("teacher/oracle_agreement", s["teacher_oracle_agreement"])
         if window:
             bonus = sum(e["bonus"] for e in window)
             ret = bonus + sum(e["task_return"] for e in window)

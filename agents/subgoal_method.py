@@ -24,11 +24,13 @@ __all__ = [
 
 
 class TeacherConfig(BaseModel):
-    """Who proposes subgoals: an LLM (`subgoal`), the `oracle`, or the `random` control."""
+    """Who proposes subgoals: an LLM (`subgoal`), the `oracle`, or a control: `random`, or
+    `first_option` (the first subgoal as the LLM teacher would list it: the position-bias baseline)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["subgoal", "oracle", "random"] = Field("subgoal", description="subgoal (an LLM) | oracle | random control.")
+    type: Literal["subgoal", "oracle", "random", "first_option"] = Field(
+        "subgoal", description="subgoal (an LLM) | oracle | random control | first_option (position-bias control).")
     kind: Literal["positional", "object", "language"] = Field("object", description="Subgoal kind.")
     llm: str = Field("smollm2", description="LLM spec: smollm2, gguf:PATH, openai:MODEL[@URL].")
     mode: Literal["choice", "free"] = Field("choice", description="choice: among valid subgoals; free: structured + validated.")
@@ -101,7 +103,7 @@ class SubgoalConfig(TrainedConfig):
 # -- teachers from config and back ----------------------------------------------------------
 def make_teacher(spec: TeacherConfig | dict[str, Any] | str | None, seed: int = 0, cache_path: str | Path | None = None) -> Any:
     """A teacher object from its config (None for plain training); a `Teacher` passes through."""
-    from llmguide.teachers import OracleTeacher, RandomTeacher, SubgoalTeacher, Teacher
+    from llmguide.teachers import FirstOptionTeacher, OracleTeacher, RandomTeacher, SubgoalTeacher, Teacher
 
     if isinstance(spec, Teacher):
         return spec
@@ -113,16 +115,18 @@ def make_teacher(spec: TeacherConfig | dict[str, Any] | str | None, seed: int = 
         return OracleTeacher(cfg.kind)
     if cfg.type == "random":
         return RandomTeacher(cfg.kind, seed=seed)
+    if cfg.type == "first_option":
+        return FirstOptionTeacher(cfg.kind, seed=seed if cfg.option_order == "shuffled" else None)
     return SubgoalTeacher(
         cfg.llm, cfg.kind, cache=cache_path or True, mode=cfg.mode, max_queries=cfg.max_queries, retries=cfg.retries,
         include_view=cfg.include_view, max_tokens=cfg.max_tokens, llm_kwargs=cfg.llm_kwargs,
-        option_order=cfg.option_order,
+        option_order=cfg.option_order, seed=seed,
     )
 
 
 def teacher_config(teacher: Any) -> TeacherConfig | None:
     """The config of a teacher object, with every field it was built with (round-trips through YAML)."""
-    from llmguide.teachers import OracleTeacher, RandomTeacher, SubgoalTeacher
+    from llmguide.teachers import FirstOptionTeacher, OracleTeacher, RandomTeacher, SubgoalTeacher
 
     if teacher is None or isinstance(teacher, TeacherConfig):
         return teacher
@@ -133,13 +137,17 @@ def teacher_config(teacher: Any) -> TeacherConfig | None:
         return TeacherConfig(type="oracle", kind=teacher.kind)
     if isinstance(teacher, RandomTeacher):
         return TeacherConfig(type="random", kind=teacher.kind)
+    if isinstance(teacher, FirstOptionTeacher):
+        return TeacherConfig(type="first_option", kind=teacher.kind,
+                             option_order="layout" if teacher.seed is None else "shuffled")
     if isinstance(teacher, SubgoalTeacher):
         return TeacherConfig(
             type="subgoal", kind=teacher.kind, llm=teacher.llm_spec, mode=teacher.mode, max_queries=teacher.max_queries,
             retries=teacher.retries, include_view=teacher.include_view, max_tokens=teacher.max_tokens,
             llm_kwargs=teacher.llm_kwargs, option_order=teacher.option_order,
         )
-    raise ConfigError(f"Cannot describe teacher {teacher!r} as a config; use OracleTeacher, RandomTeacher or SubgoalTeacher.")
+    raise ConfigError(f"Cannot describe teacher {teacher!r} as a config; use OracleTeacher, RandomTeacher, "
+                      "FirstOptionTeacher or SubgoalTeacher.")
 
 
 def teacher_label(teacher: Any) -> str:

@@ -335,6 +335,18 @@ class Teacher:
     def _query(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal]) -> Proposal:
         raise NotImplementedError
 
+    def listing(self, env: gym.Env, achieved: Sequence[Subgoal], seed: int | None) -> list[Subgoal]:
+        """The valid subgoals not yet achieved, as a teacher lists them: in layout order
+        (``seed`` None) or shuffled by a hash of the situation and ``seed``, so the order
+        carries no information and differs between seeds."""
+        import random
+
+        done = {s.key for s in achieved}
+        options = [c for c in self.candidates(env) if c.key not in done] or self.candidates(env)
+        if seed is not None:
+            random.Random(f"{self.cache_key(env, achieved)}:{seed}").shuffle(options)
+        return options
+
     def candidates(self, env: gym.Env) -> list[Subgoal]:
         """Valid subgoals of this teacher's kind in the current layout."""
         from llmguide.teachers.minigrid_planning import agent_cell, layout_targets, minigrid_base

@@ -1,9 +1,13 @@
-"""Scripted teachers: exports `OracleTeacher` (upper bound) and `RandomTeacher` (control).
+"""Scripted teachers: exports `OracleTeacher` (upper bound), and the controls `RandomTeacher`
+and `FirstOptionTeacher`.
 
-Neither calls an LLM. The oracle reads MiniGrid's true grid and plans with
+None calls an LLM. The oracle reads MiniGrid's true grid and plans with
 BFS (`plan_next`): key -> door -> goal on DoorKey, door after door on
 MultiRoom, doors -> key -> locked door -> ball on KeyCorridor. The random
-teacher picks uniformly among the valid subgoals of the current layout.
+teacher picks uniformly among the valid subgoals of the current layout. The
+first-option teacher takes the first subgoal of the list an LLM teacher would
+be shown (same per-seed shuffle): what a model with a pure position bias would
+teach, the baseline an LLM teacher must beat to show it reads the state.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from llmguide.teachers.minigrid_planning import minigrid_base, plan_next
 
 from llmguide.errors import ConfigError
 
-__all__ = ["OracleTeacher", "RandomTeacher"]
+__all__ = ["FirstOptionTeacher", "OracleTeacher", "RandomTeacher"]
 
 
 class OracleTeacher(Teacher):
@@ -69,3 +73,21 @@ class RandomTeacher(Teacher):
         if not options:
             return Proposal(None)
         return Proposal(options[int(self._rng.integers(len(options)))])
+
+
+class FirstOptionTeacher(Teacher):
+    """Always the first subgoal as `SubgoalTeacher` would list it (``seed``: its per-seed shuffle;
+    None: layout order, which on DoorKey is the plan itself)."""
+
+    name = "first_option"
+
+    def __init__(self, kind: str = "object", *, seed: int | None = 0) -> None:
+        super().__init__(kind, cache=None)
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return f"FirstOptionTeacher(kind={self.kind!r}, seed={self.seed})"
+
+    def _query(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal]) -> Proposal:
+        options = self.listing(env, achieved, self.seed)
+        return Proposal(options[0] if options else None)

@@ -22,8 +22,8 @@ questions per teacher instance (per process under SubprocVecEnv).
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -94,9 +94,11 @@ class SubgoalTeacher(Teacher):
         include_view: also put the agent's own view (`info["text"]`) in the prompt.
         llm_kwargs: passed to `llmguide.llm.load` (n_threads, n_gpu_layers, n_ctx, ...).
         option_order: ``shuffled`` (default): candidates listed in an order drawn from a hash of the
-            situation, deterministic but uninformative; ``layout``: keys, balls, boxes, doors, goal,
+            situation and ``seed``, deterministic but uninformative, and different per seed; ``layout``: keys, balls, boxes, doors, goal,
             which on DoorKey is the plan itself, so a model that always takes the first option
-            (SmolLM2-135M does) would look like the oracle.
+            would look like the oracle.
+        seed: the run's seed: it draws the option order and is part of the cache key, so
+            seeds do not share one table of answers.
 
     Example:
         >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
@@ -121,6 +123,7 @@ class SubgoalTeacher(Teacher):
         max_tokens: int = 64,
         llm_kwargs: dict[str, Any] | None = None,
         option_order: str = "shuffled",
+        seed: int = 0,
     ) -> None:
         super().__init__(kind, cache=cache)
         if mode not in ("choice", "free"):
@@ -137,9 +140,15 @@ class SubgoalTeacher(Teacher):
         if option_order not in ("shuffled", "layout"):
             raise ConfigError(f"option_order must be 'shuffled' or 'layout', got {option_order!r}.")
         self.option_order = option_order
+        self.seed = seed
 
     def __repr__(self) -> str:
-        return f"SubgoalTeacher(llm={self.llm_spec!r}, kind={self.kind!r}, mode={self.mode!r})"
+        return f"SubgoalTeacher(llm={self.llm_spec!r}, kind={self.kind!r}, mode={self.mode!r}, seed={self.seed})"
+
+    def cache_key(self, env: gym.Env, achieved: Sequence[Subgoal]) -> str:
+        """The situation, and the seed when options are shuffled (the order is part of the question)."""
+        key = super().cache_key(env, achieved)
+        return f"{key}:seed{self.seed}" if self.option_order == "shuffled" and self.mode == "choice" else key
 
     @property
     def llm(self) -> BaseChatModel:
@@ -187,16 +196,12 @@ class SubgoalTeacher(Teacher):
         if self.max_queries is not None and self.stats.llm_queries >= self.max_queries:
             return Proposal(None, budget_skip=True)
         before = METER.snapshot()
-        done = {s.key for s in achieved}
-        candidates = [c for c in self.candidates(env) if c.key not in done] or self.candidates(env)
+        candidates = self.listing(env, achieved, self.seed if self.option_order == "shuffled" else None)
         invalid = 0
         subgoal: Subgoal | None = None
         if not candidates:
             subgoal = None
         elif self.mode == "choice":
-            if self.option_order == "shuffled":
-                seed = int(self.cache_key(env, achieved)[:12], 16)
-                random.Random(seed).shuffle(candidates)
             options = [c.text for c in candidates]
             picked = choose(self.llm, self.prompt(env, info, achieved, options), options, retries=self.retries)
             subgoal = next(c for c in candidates if c.text == picked)
