@@ -191,7 +191,8 @@ def make_trials(arms: dict[str, dict[str, Any]], seeds: list[int], grid: list[st
                     raise ConfigError(f"Two trials would share the name {name!r}; give the grid values distinct spellings.")
                 names.add(name)
                 run_cfg = {k: v for k, v in config.items() if k != "arms"}
-                run_cfg.update(seed=seed, name=config.get("name") or (arm if len(arms) > 1 else None))
+                label = "__".join(p for p in (config.get("name") or (arm if len(arms) > 1 else None), grid_label) if p)
+                run_cfg.update(seed=seed, name=label or None)  # the report groups seeds by this label
                 run_cfg = {k: v for k, v in run_cfg.items() if v is not None}
                 try:
                     prepared = prepare({**run_cfg, "progress": False})
@@ -419,6 +420,12 @@ def _live_table_callback(console: Any, names: list[str], every: float) -> Any:
             self._mark(trial, "FAILED")
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            for trial in trials:  # Tune's own status is the truth (a restored sweep's finished trials included)
+                row = self._row(trial)
+                status = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}.get(trial.status, trial.status)
+                status = "RETRYING" if status == "PENDING" and row["attempts"] else status
+                self.changed |= status != row["status"]
+                row["status"] = status
             if self.changed and time.monotonic() - self.last >= self.every:
                 self.show()
 
@@ -457,6 +464,8 @@ def _connect(address: str | None, num_cpus: int | None) -> None:
     import ray
 
     _quiet_ray_env()
+    # trials that never reported (not started when a sweep was interrupted) are listed by us, not warned about
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address is None:  # the embedded default: a Ray instance of this process, gone when the sweep ends
@@ -539,8 +548,8 @@ def _rows(grid: Any, names: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
     from llmguide.rundir import read_json
 
     by_name: dict[str, Any] = {}
-    for result in grid:
-        by_name[str(result.config["trial"]["name"])] = result
+    for result in grid:  # a trial never started (an interrupted sweep) has no config yet: its folder names it
+        by_name[str(result.config["trial"]["name"]) if result.config else Path(result.path).name] = result
     rows = []
     for name in names:
         result = by_name.get(name)
@@ -550,7 +559,8 @@ def _rows(grid: Any, names: list[str], sweep_dir: Path) -> list[dict[str, Any]]:
         if result is not None and result.error is None and metrics.get("done"):
             status, error = "finished", None
         elif result is not None and result.error is not None:
-            status, error = "failed", f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
+            lines = str(result.error).strip().splitlines() or [""]
+            status, error = "failed", f"{type(result.error).__name__}: {lines[-1][:300]}"
         else:
             status, error = "interrupted", None
         rows.append({"trial": name, "status": status, "error": error, "run_dir": str(sweep_dir / name),
