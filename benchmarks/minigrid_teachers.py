@@ -29,7 +29,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ENVS = {"MiniGrid-DoorKey-8x8-v0": 200_000, "MiniGrid-KeyCorridorS3R3-v0": 200_000}
-TEACHERS = ("plain", "oracle", "random", "llm-object", "llm-language", "llm-positional", "llm-object-ordered")
+TEACHERS = ("plain", "oracle", "random", "first-option", "llm-object", "llm-object-free", "llm-language",
+            "llm-positional", "llm-object-ordered")
+#: The arms that isolate what the LLM itself contributes on DoorKey (issue: subgoal teachers measured honestly).
+CONTROLLED = "plain,oracle,random,first-option,llm-object,llm-object-free"
 WARMUP_STEPS = 20_000
 
 
@@ -38,10 +41,14 @@ def teacher_spec(name: str, llm: str, positional_budget: int, max_queries: int |
         return None
     if name in ("oracle", "random"):
         return {"type": name, "kind": "object"}
+    if name == "first-option":  # the head of the list the LLM is shown (same per-seed shuffle): pure position bias
+        return {"type": "first_option", "kind": "object"}
     kind = name.split("-")[1]
     spec: dict[str, Any] = {"type": "subgoal", "llm": llm, "kind": kind, "llm_kwargs": {"n_threads": 1}}
     if name.endswith("-ordered"):  # ablation: options listed key, door, goal (the DoorKey plan order)
         spec["option_order"] = "layout"
+    if name.endswith("-free"):  # no option list: the answer is parsed and validated against the env
+        spec["mode"] = "free"
     if kind == "positional":
         spec["max_queries"] = positional_budget  # a cell depends on the layout: one question per layout
     elif max_queries is not None:
@@ -108,6 +115,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "invalid": tm.get("teacher_invalid", 0),
         "budget_skips": tm.get("teacher_budget_skips", 0),
         "bonus_share": tm.get("teacher_bonus_share"),
+        "oracle_agreement": tm.get("teacher_oracle_agreement"),
+        "first_option_rate": m.get("first_option_rate"),
+        "fallbacks": m.get("fallbacks", 0),
+        "status": "finished",
         "subgoals_per_episode": tm.get("teacher_subgoals_per_episode"),
         "llm_latency_ms_p50": (m["extras"].get("llm_usage") or {}).get("latency_ms_p50"),
         "evals": [(e["steps"], e["success"], e.get("evaluated", True)) for e in m["curve"]],
@@ -141,7 +152,9 @@ def throughput(env: str, llm: str, steps: int, repeats: int = 2) -> dict[str, An
 
 
 def summarise(rows: list[dict[str, Any]], envs: dict[str, int], thr: list[dict[str, Any]], command: str) -> dict[str, Any]:
-    """The JSON the issue asks for: per-run steps, medians, speedups, cost."""
+    """The JSON the issue asks for: per-run steps, medians, speedups, cost; crashed runs listed apart."""
+    crashed = [r for r in rows if r.get("status") == "crashed"]
+    rows = [r for r in rows if r.get("status", "finished") == "finished"]
 
     def med_steps(env: str, teacher: str) -> tuple[float | None, bool]:
         vals = [r for r in rows if r["env"] == env and r["teacher"] == teacher]
@@ -167,6 +180,9 @@ def summarise(rows: list[dict[str, Any]], envs: dict[str, int], thr: list[dict[s
     }
     llm_teachers = sorted({r["teacher"] for r in rows if r["teacher"].startswith("llm-")})
     out: dict[str, Any] = {
+        "iqm": {env: {t: arm_statistics([r for r in rows if r["env"] == env and r["teacher"] == t], envs[env])
+                      for t in TEACHERS if any(r["env"] == env and r["teacher"] == t for r in rows)} for env in envs},
+        "crashed": crashed,
         "command": command,
         "target_success": 0.9,
         "caps": envs,
@@ -192,6 +208,34 @@ def summarise(rows: list[dict[str, Any]], envs: dict[str, int], thr: list[dict[s
         "runs": rows,
     }
     return out
+
+
+def arm_statistics(rows: list[dict[str, Any]], cap: int) -> dict[str, Any]:
+    """One arm's figures over its seeds: IQM [95% bootstrap CI] of steps to 0.9 (a run that never
+    got there counted at the cap) and of success at 25/50/100% of the budget, with the teacher's
+    agreement with the oracle, its first-option rate and fallbacks (`llmguide.stats`)."""
+    from llmguide.stats import iqm_interval
+
+    def interval(values: list[float]) -> dict[str, Any] | None:
+        if not values:
+            return None
+        found = iqm_interval(values)
+        return {"iqm": found.value, "low": found.low, "high": found.high, "n": found.n}
+
+    def success_at(row: dict[str, Any], budget: float) -> float:
+        seen = [v for s, v, _ in row["evals"] if s <= budget]
+        return seen[-1] if seen else 0.0
+
+    return {
+        "seeds": sorted(r["seed"] for r in rows),
+        "steps_to_0.9": interval([r["steps_to_0.9"] if r["steps_to_0.9"] is not None else r["cap"] for r in rows]),
+        "reached": sum(r["steps_to_0.9"] is not None for r in rows),
+        "success_at": {f"{frac:g}": interval([success_at(r, frac * cap) for r in rows]) for frac in (0.25, 0.5, 1.0)},
+        "oracle_agreement": _mean([r.get("oracle_agreement") for r in rows]),
+        "first_option_rate": _mean([r.get("first_option_rate") for r in rows]),
+        "fallbacks": sum(r.get("fallbacks") or 0 for r in rows),
+        "invalid_answers": sum(r.get("invalid") or 0 for r in rows),
+    }
 
 
 def plot_results(rows: list[dict[str, Any]], out_dir: Path, prefix: str = "minigrid_teachers") -> dict[str, str]:
@@ -349,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", default=",".join(DEFAULT_ENVS), help="comma-separated env ids")
     parser.add_argument("--caps", default=None, help="comma-separated step caps, one per env")
-    parser.add_argument("--teachers", default=",".join(TEACHERS))
+    parser.add_argument("--teachers", default=",".join(TEACHERS),
+                        help=f"comma-separated arms; the controlled comparison is {CONTROLLED}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--llm", default="smollm2", help="smollm2, gguf:PATH or openai:MODEL@URL")
     parser.add_argument("--positional-budget", type=int, default=20, help="LLM questions per positional run")
@@ -408,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 row = fut.result()
             except Exception as err:  # noqa: BLE001 - a failed run is reported, not fatal for the others
-                print(f"FAILED {job['env']} {job['teacher']} seed {job['seed']}: {err!r}", flush=True)
+                print(f"CRASHED {job['env']} {job['teacher']} seed {job['seed']}: {err!r}", flush=True)
+                row = {**{k: job[k] for k in ("env", "teacher", "seed", "cap", "max_queries")},
+                       "status": "crashed", "error": repr(err)}
+                rows.append(row)  # in the JSON as crashed (not in the per-run files, so a re-run retries it)
+                _write(args.out, summarise(rows, env_caps, [], command))
                 continue
             done.write_text(json.dumps(row, indent=1))
             rows.append(row)
