@@ -58,6 +58,13 @@ class ChatOpenAICompatible(ChatOpenAI):
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         except (openai.APIConnectionError, openai.APITimeoutError) as err:
             raise self._unavailable(err) from err
+        except (openai.RateLimitError, openai.InternalServerError) as err:
+            url = str(self.openai_api_base or "https://api.openai.com/v1")
+            raise BackendUnavailableError(
+                f"LLM server {url} answered {err.status_code} after {self.max_retries} retries ({err.message}). "
+                "It is overloaded or failing: lower `requests_per_second`, raise `max_retries`, or give it "
+                "more capacity (another `llmguide serve` replica, or vLLM on a GPU host)."
+            ) from err
 
     def score_options(self, messages: list[BaseMessage], options: Sequence[str]) -> tuple[list[float], int] | None:
         """Each option's mean log-probability per token as the answer after ``transcript(messages)``,

@@ -94,11 +94,17 @@ def load(
     n_threads: int | None = None,
     timeout: float = 60.0,
     api_key: str | None = None,
+    max_retries: int = 2,
+    requests_per_second: float | None = None,
 ) -> BaseChatModel:
     """Return a LangChain chat model for ``spec`` (a model passes through unchanged).
 
     ``cache``: None = on at temperature 0; True/False; or a path / ResponseCache.
     ``n_gpu_layers``: None = all layers when this llama.cpp build has a GPU, else 0.
+    OpenAI-compatible servers: ``timeout`` (seconds per request), ``max_retries``
+    (the openai client's retries with backoff on timeouts, 429 and 5xx), and
+    ``requests_per_second`` (LangChain's ``InMemoryRateLimiter``, per process:
+    many learners sharing one server stay under its rate limit).
     """
     if isinstance(spec, BaseChatModel):
         return spec
@@ -122,7 +128,11 @@ def load(
             cache=response_cache,
             callbacks=[METER],
         )
-    return _load_openai(parsed, temperature, max_tokens, seed, response_cache, timeout, api_key)
+    if max_retries < 0 or (requests_per_second is not None and requests_per_second <= 0):
+        raise ModelSpecError(f"need max_retries >= 0 and requests_per_second > 0, got {max_retries} and "
+                             f"{requests_per_second}; e.g. max_retries=2, requests_per_second=5.")
+    return _load_openai(parsed, temperature, max_tokens, seed, response_cache, timeout, api_key, max_retries,
+                        requests_per_second)
 
 
 def _load_openai(
@@ -133,7 +143,11 @@ def _load_openai(
     response_cache: ResponseCache | None,
     timeout: float,
     api_key: str | None,
+    max_retries: int = 2,
+    requests_per_second: float | None = None,
 ) -> BaseChatModel:
+    from langchain_core.rate_limiters import InMemoryRateLimiter
+
     from llmguide.llm.openai_compat import ChatOpenAICompatible
 
     key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -150,7 +164,10 @@ def _load_openai(
         max_tokens=max_tokens,
         seed=seed,
         timeout=timeout,
-        max_retries=1,
+        max_retries=max_retries,
+        rate_limiter=None if requests_per_second is None else InMemoryRateLimiter(
+            requests_per_second=requests_per_second, check_every_n_seconds=min(0.05, 0.5 / requests_per_second),
+            max_bucket_size=1),
         # Token usage on streamed calls too (OpenAI, vLLM); langchain-openai turns it on
         # only for api.openai.com. Servers without `stream_options` ignore it.
         stream_usage=True,
