@@ -9,6 +9,13 @@ send and that server rejects or ignores:
 * ``response_format: {"type": "json_schema", "json_schema": {"schema": S}}``
   (OpenAI structured outputs, what ``openai:`` specs send) -> the server's
   ``{"type": "json_object", "schema": S}``, which it compiles to a grammar.
+
+Concurrency: the pinned llama-cpp-python server (0.3.x) decodes one request
+at a time per model; concurrent clients (many learners sharing one server)
+queue behind its lock and are all answered, in turn. It has no parallel
+slots, so throughput does not grow with clients: on a GPU host serve a larger
+model with vLLM (continuous batching) and point llmguide at it with
+``openai:MODEL@URL`` (README: "One LLM server for many learners").
 """
 
 from __future__ import annotations

@@ -60,6 +60,18 @@ def test_openai_spec_choose_is_constrained(server_url: str) -> None:
         assert choose(llm, prompt, options) in options
 
 
+def test_concurrent_learners_are_all_answered(server_url: str) -> None:
+    """The pinned llama-cpp-python server decodes one request at a time per model (no parallel
+    slots): concurrent clients queue behind its lock and every one gets its answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm = load(f"openai:smollm2@{server_url}", cache=False, max_tokens=8, timeout=120)
+    prompts = [f"Learner {i}: name one colour." for i in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda p: llm.invoke(p).content, prompts))
+    assert len(answers) == 4 and all(isinstance(a, str) and a.strip() for a in answers)
+
+
 def test_server_stops_cleanly_and_port_is_released(server_url: str) -> None:
     assert httpx.get(f"{server_url}/models", timeout=5).json()["data"][0]["id"] == "smollm2"
 
