@@ -428,7 +428,8 @@ class ScienceWorldAgent:
     """LLM agent choosing among pre-filtered valid ScienceWorld actions (see the module docstring).
 
     Args:
-        llm: a model spec (``smollm2``, ``gguf:PATH``, ``openai:MODEL[@URL]``) or a chat model.
+        llm: a model spec (``smollm2``, ``gguf:PATH``, ``openai:MODEL[@URL]``) or a chat model;
+            None: no LLM, the ranker's top candidate is taken (the control that isolates the LLM).
         memory: False, True (in-process vector memory), a directory (persistent vector
             memory) or any ``ActionMemory``.
         affordances: add the affordances section to the prompt.
@@ -442,7 +443,7 @@ class ScienceWorldAgent:
 
     def __init__(
         self,
-        llm: str | BaseChatModel = "smollm2",
+        llm: str | BaseChatModel | None = "smollm2",
         *,
         memory: bool | str | Path | ActionMemory | None = False,
         affordances: bool = False,
@@ -459,7 +460,7 @@ class ScienceWorldAgent:
     ) -> None:
         if top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {top_k}.")
-        self.llm = load(llm, max_tokens=max_tokens, n_ctx=n_ctx) if isinstance(llm, str) else load(llm)
+        self.llm = None if llm is None else load(llm, max_tokens=max_tokens, n_ctx=n_ctx) if isinstance(llm, str) else load(llm)
         self.memory = _make_memory(memory)
         self.use_affordances = bool(affordances)
         self.top_k, self.per_verb, self.memory_k = int(top_k), int(per_verb), int(memory_k)
@@ -470,6 +471,8 @@ class ScienceWorldAgent:
         #: file name (without .jsonl) of the next episode's log; None: episode_NNN
         self.log_name: str | None = None
         self.decisions = 0
+        #: decisions where the LLM took another action than the ranker's top candidate
+        self.differs_from_ranker = 0
         self.episodes = 0
         #: every correct action this agent wrote to its memory (a resumed run re-adds them)
         self.learned: list[CorrectAction] = []
@@ -477,8 +480,9 @@ class ScienceWorldAgent:
 
     @property
     def label(self) -> str:
-        """'llm', 'llm+memory', 'llm+affordances' or 'llm+memory+affordances'."""
-        parts = ["llm"] + (["memory"] if self.memory is not None else []) + (["affordances"] if self.use_affordances else [])
+        """'llm', 'llm+memory', 'llm+affordances', 'llm+memory+affordances', or 'ranker...' without an LLM."""
+        parts = ["llm" if self.llm is not None else "ranker"] + (["memory"] if self.memory is not None else [])
+        parts += ["affordances"] if self.use_affordances else []
         return "+".join(parts)
 
     # -- episode state ------------------------------------------------------------------
@@ -568,7 +572,11 @@ class ScienceWorldAgent:
         if not options:  # only excluded actions are valid: do the least harmful
             options = ["look around"] if "look around" in valid else valid[:1]
         calls, start = METER.snapshot().calls, time.perf_counter()
-        choice = choose(self.llm, self.prompt(info), options, default=options[0])
+        if self.llm is None:
+            choice = options[0]
+        else:
+            choice = choose(self.llm, self.prompt(info), options, default=options[0])
+            self.differs_from_ranker += int(len(options) > 1 and choice != options[0])
         self.decisions += int(len(options) > 1)
         self.log.append({"step": len(self.steps), "candidates": options, "choice": choice, "score": self.score,
                          "llm_calls": METER.snapshot().calls - calls, "seconds": round(time.perf_counter() - start, 3)})
@@ -697,7 +705,9 @@ class ScienceWorldConfig(AgentConfig):
     """
 
     env: Literal["llmguide/ScienceWorld-v0"] = Field(ENV_ID, description="The ScienceWorld adapter (needs java).")
-    agent: Literal["llm", "random"] = Field("llm", description="llm | random (uniform over valid actions, never 'reset task').")
+    agent: Literal["llm", "ranker", "random"] = Field(
+        "llm", description="llm | ranker (no LLM: the pre-filter's top candidate, memory hits first when memory is on; "
+        "the control that isolates the LLM) | random (uniform over valid actions, never 'reset task').")
     llm: str = Field("smollm2", description="LLM spec: smollm2, gguf:PATH, openai:MODEL[@URL].")
     tasks: list[str] = Field(default_factory=lambda: ["find-living-thing"], min_length=1, description="ScienceWorld task names.")
     variations: PositiveInt | list[NonNegativeInt] = Field(
@@ -758,15 +768,16 @@ class ScienceWorldMethod(AgentMethod):
         self._outcomes: list[dict[str, Any]] = []
         self._learned: list[CorrectAction] = []
         self._decisions_before = 0
+        self._differs_before = 0
         self._calls_before = 0
 
     def variant(self) -> str:
-        """'random', or 'llm' with its knowledge switches ('llm+memory+affordances')."""
+        """'random', or 'llm' / 'ranker' with its knowledge switches ('llm+memory+affordances')."""
         c = self.config
         if c.agent == "random":
             return "random"
         memory = c.memory is not False or self.objects.get("memory") is not None
-        return "+".join(["llm"] + (["memory"] if memory else []) + (["affordances"] if c.affordances else []))
+        return "+".join([c.agent] + (["memory"] if memory else []) + (["affordances"] if c.affordances else []))
 
     def label(self) -> str:
         return self.settings.name or f"scienceworld:{self.variant()}"
@@ -812,7 +823,7 @@ class ScienceWorldMethod(AgentMethod):
         if memory is None:
             memory = self.run_dir / "memory" if c.memory == "run_dir" else c.memory
         agent = ScienceWorldAgent(
-            llm=self.objects.get("llm", c.llm), memory=memory, affordances=c.affordances,
+            llm=None if c.agent == "ranker" else self.objects.get("llm", c.llm), memory=memory, affordances=c.affordances,
             top_k=c.top_k, per_verb=c.per_verb, memory_k=c.memory_k, affordance_objects=c.affordance_objects,
             history=c.history, rank=c.rank, learn=not for_eval, max_tokens=c.max_tokens, n_ctx=c.n_ctx,
             log_dir=self.run_dir / ("eval_logs" if for_eval else "logs"),
@@ -868,6 +879,9 @@ class ScienceWorldMethod(AgentMethod):
         decisions = getattr(self.agent, "decisions", 0)
         return self._decisions_before + decisions, self._calls_before + METER.snapshot().calls
 
+    def _differs(self) -> int:
+        return self._differs_before + getattr(self.agent, "differs_from_ranker", 0)
+
     def extras(self) -> dict[str, Any]:
         rows = self._outcomes
         per_task = {t: float(np.mean([r["score"] for r in rows if r["task"] == t]))
@@ -880,7 +894,9 @@ class ScienceWorldMethod(AgentMethod):
             "score_std": float(np.std([r["score"] for r in rows])) if rows else 0.0,
             "failure_rate": float(np.mean([r["failed"] for r in rows])) if rows else 0.0,
             "decisions": decisions,
-            "llm_calls_per_decision": calls / decisions if decisions else (None if self.config.agent == "random" else 0.0),
+            "llm_calls_per_decision": calls / decisions if decisions else (None if self.config.agent != "llm" else 0.0),
+            # how often the LLM overruled the ranker's top candidate: 0 means the LLM added nothing
+            "llm_differs_from_ranker": self._differs() / decisions if decisions and self.config.agent == "llm" else None,
             "memory_size": len(memory) if memory is not None else 0,  # type: ignore[arg-type]
         }
 
@@ -888,12 +904,13 @@ class ScienceWorldMethod(AgentMethod):
         decisions, calls = self._totals()
         learned = self._learned + list(getattr(self.agent, "learned", []))
         return {"outcomes": self._outcomes, "learned": [asdict(c) for c in learned], "decisions": decisions,
-                "llm_calls": calls}
+                "llm_calls": calls, "differs_from_ranker": self._differs()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._outcomes = list(state.get("outcomes", []))
         self._learned = [CorrectAction(**item) for item in state.get("learned", [])]
         self._decisions_before = int(state.get("decisions", 0))
+        self._differs_before = int(state.get("differs_from_ranker", 0))
         self._calls_before = int(state.get("llm_calls", 0))
 
     def close(self) -> None:

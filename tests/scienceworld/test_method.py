@@ -59,6 +59,7 @@ def test_label_names_the_knowledge_switches() -> None:
         return p.method_cls(p.config, p.settings, Path(".")).label()
 
     assert label(agent="random") == "scienceworld:random"
+    assert label(agent="ranker", memory=True) == "scienceworld:ranker+memory"
     assert label(memory=True, affordances=True) == "scienceworld:llm+memory+affordances"
     assert label(name="mine") == "mine"
 
@@ -153,6 +154,7 @@ def test_llm_arm_with_memory_and_gold_seeding(tmp_path: Path) -> None:
     assert metrics.label == "scienceworld:llm+memory+affordances" and metrics.episodes == 1
     assert x["memory_size"] >= 1 and (tmp_path / "memory").is_dir()  # the gold path raised the score
     assert x["decisions"] == 3 and x["llm_calls_per_decision"] >= 1
+    assert x["llm_differs_from_ranker"] == 0.0  # every invalid answer fell back to the ranker's top candidate
     assert metrics.llm_calls >= 3
     assert (tmp_path / "logs" / "find-living-thing-v0-s0.jsonl").exists()
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())["method_state"]
@@ -161,3 +163,16 @@ def test_llm_arm_with_memory_and_gold_seeding(tmp_path: Path) -> None:
     more = run(prepare({**cfg, "episodes": 2, "resume": True}, llm), tmp_path)
     assert more.episodes == 2 and more.resumes == 1 and more.extras["decisions"] == 6
     assert (tmp_path / "logs" / "find-living-thing-v0-s1.jsonl").exists()
+
+
+@needs_java
+def test_ranker_arm_isolates_the_llm(tmp_path: Path) -> None:
+    """No LLM at all: the pre-filter's top candidate (memory hits first) is what an LLM arm must beat."""
+    cfg = {"method": "scienceworld", "agent": "ranker", "tasks": ["find-living-thing"], "variations": [0],
+           "max_steps": 3, "memory": True, "seed_gold": 1, "rank": "overlap", "top_k": 4}
+    metrics = run(prepare(cfg), tmp_path)
+    x = metrics.extras
+    assert metrics.label == "scienceworld:ranker+memory" and metrics.llm_calls == 0
+    assert x["agent"] == "ranker+memory" and x["decisions"] >= 1 and x["llm_differs_from_ranker"] is None
+    steps = [json.loads(line) for line in (tmp_path / "logs" / "find-living-thing-v0-s0.jsonl").read_text().splitlines()]
+    assert all(step["choice"] == step["candidates"][0] for step in steps)
