@@ -28,6 +28,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 ARMS = {
     "random": {"agent": "random"},
+    # the controls that isolate the LLM: the same pre-filter's top candidate, without and with memory
+    "ranker": {"agent": "ranker", "memory": False, "affordances": False},
+    "ranker+memory": {"agent": "ranker", "memory": True, "affordances": False},
     "llm": {"agent": "llm", "memory": False, "affordances": False},
     "llm+memory": {"agent": "llm", "memory": True, "affordances": False},
     "llm+affordances": {"agent": "llm", "memory": False, "affordances": True},
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 "failure_rate": m.extras["failure_rate"], "per_task_score": m.extras["per_task_score"],
                 "llm_calls_per_step": m.llm_calls_per_1k_steps / 1000.0, "seconds_per_step": m.extras["seconds_per_step"],
                 "memory_size": m.extras["memory_size"], "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir),
+                "llm_differs_from_ranker": m.extras.get("llm_differs_from_ranker"),
+                "first_option_rate": m.first_option_rate, "fallbacks": m.fallbacks,
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
