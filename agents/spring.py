@@ -216,8 +216,9 @@ class SpringAgent:
 
     # -- prompts ---------------------------------------------------------
     def observation(self, info: Mapping[str, Any]) -> str:
-        """The per-step part of every prompt: what the agent sees, recent actions, last outcome."""
-        parts = [f"Step {self.t}. What you see:", str(info.get("text", "")).strip() or "(no text view)"]
+        """The per-step part of every prompt: what the agent sees (most stable first), recent actions, last outcome."""
+        # No step number first: consecutive views often begin alike, and llama.cpp reuses that prefix.
+        parts = [str(info.get("text", "")).strip() or "(no text view)"]
         if self.actions:
             parts.append("Your recent actions (oldest first): " + ", ".join(self.actions) + ".")
         parts.append("Previous step: " + self.previous_outcome(info))

@@ -72,7 +72,7 @@ def test_fast_mode_asks_only_the_fast_node_then_chooses(tmp_path: Path) -> None:
     per_step = llm.seen[len(dag.context_nodes):]
     assert len(per_step) == 4 * 2  # one question and one choice a step
     node_prompts = per_step[0::2]
-    assert all(p[-1].startswith("Step ") and p[-1].endswith("Q: " + dag.nodes["next_action"].question) for p in node_prompts)
+    assert all(p[-1].startswith("You face a tree.") and p[-1].endswith("Q: " + dag.nodes["next_action"].question) for p in node_prompts)
     assert list(agent.last_answers) == [*dag.context_nodes, "next_action"]
     timing = agent.timing()
     assert timing["warm_s_per_step_median"] is not None and timing["first_step_s"] >= 0
