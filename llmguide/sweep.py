@@ -335,12 +335,15 @@ def sweep_trainable(config: dict[str, Any]) -> None:
     shared = Path(spec["run_dir"])
     shared.mkdir(parents=True, exist_ok=True)
     node = ray.get_runtime_context().get_node_id()
-    attempt = _note_attempt(shared, node)
-    base = {"trial": spec["name"], "node_id": node, "attempt": attempt}
     done = shared / "metrics.json"
     if done.exists() and read_json(done).get("status") == "finished":  # finished before a restore: not re-run
-        tune.report({**base, **{k: read_json(done).get(k) for k in _FINAL_KEYS}, "done": True})
+        tried = read_json(shared / ATTEMPTS_FILE)["attempts"] if (shared / ATTEMPTS_FILE).exists() else []
+        node = tried[-1]["node_id"] if tried else node
+        tune.report({"trial": spec["name"], "node_id": node, "attempt": len(tried),
+                     **{k: read_json(done).get(k) for k in _FINAL_KEYS}, "done": True})
         return
+    attempt = _note_attempt(shared, node)
+    base = {"trial": spec["name"], "node_id": node, "attempt": attempt}
     _use_node_local_cache()
     local = Path(tempfile.mkdtemp(prefix=f"{spec['name'][:40]}-", dir=_node_local_root()))
     resume = (shared / "config.yaml").exists()
