@@ -1,10 +1,14 @@
 """ONI on NetHack benchmark: does the learner ever wait, and what do the three reward models give?
 
 Part 1 (systems): PPO env steps/s on NetHackScore-v0 with ONI on (annotator
-process running the LLM, hash reward) vs off (extrinsic only), same seed,
-alternating off/on ``--repeats`` times; learner wait time (time blocked on the
-annotator) and client overhead (time inside submit/drain); annotator labels/s
-and dedup rate.
+process running the LLM) vs off (extrinsic only), for each reward model
+(hash, classifier, ranking; ``--tp-models``), same seed, ``--repeats``
+off-then-on pairs per model; the learner's blocked time inside ``step()``
+(wall minus its thread's CPU time in ONI's part of the step), learner wait
+on the client and client overhead (time inside submit/drain); annotator
+labels/s and dedup rate; the reward model's fits and embedded captions (the
+classifier and ranking models train in a process of their own on the
+annotator's CPUs).
 Part 2 (learning): a fixed PPO budget on NetHackScore-v0 and a sparse task
 (NetHackStaircase-v0) for extrinsic-only and each reward model, 2 seeds:
 mean training-episode return and evaluation return (stochastic policy on the
@@ -124,24 +128,32 @@ def _cpus(cpus: list[int] | None) -> str:
 
 def print_throughput(tp: dict[str, Any]) -> None:
     pl = tp.get("placement", {})
+    models = tp.get("models") or {"hash": tp}
+    print("\nPart 1 - throughput, ONI on vs off (paired runs, same seed and pinning)")
+    print(f"  learner CPUs (torch threads) {_cpus(pl.get('learner_cpus'))} ({pl.get('torch_threads', 1)}); "
+          f"annotator + reward trainer CPUs {_cpus(pl.get('annotator_cpus'))} (nice {pl.get('annotator_nice', '?')})")
     rows = [
-        ("learner CPUs (torch threads)", f"{_cpus(pl.get('learner_cpus'))} ({pl.get('torch_threads', 1)})"),
-        ("annotator CPUs (nice)", f"{_cpus(pl.get('annotator_cpus'))} ({pl.get('annotator_nice', '?')})"),
-        ("steps/s off", ", ".join(f"{x:.0f}" for x in tp["steps_per_s_off"])),
-        ("steps/s on", ", ".join(f"{x:.0f}" for x in tp["steps_per_s_on"])),
-        ("throughput ratio on/off", f"{tp['throughput_ratio_on_vs_off']:.3f}"),
-        ("learner wait s (max run)", f"{tp['learner_wait_s']:.6f}"),
-        ("client overhead s (max run)", f"{tp.get('client_overhead_s', float('nan')):.4f}"),
-        ("client overhead / train time", f"{tp.get('client_overhead_frac', float('nan')):.2%}"),
-        ("wrapper overhead / train time", f"{tp['wrapper_overhead_frac']:.2%}"),
-        ("labels per run", ", ".join(map(str, tp["labels"]))),
-        ("labels/s", f"{tp['labels_per_s']:.2f}"),
-        ("dedup rate", f"{tp['dedup_rate']:.3f}"),
+        ("steps/s off", lambda m: ", ".join(f"{x:.0f}" for x in m["steps_per_s_off"])),
+        ("steps/s on", lambda m: ", ".join(f"{x:.0f}" for x in m["steps_per_s_on"])),
+        ("ratio on/off (means)", lambda m: f"{m['throughput_ratio_on_vs_off']:.3f}"),
+        ("ratio on/off (pairs)", lambda m: ", ".join(f"{x:.3f}" for x in m.get("pair_ratios", []))),
+        ("steps/CPU-s off", lambda m: ", ".join(f"{x:.0f}" for x in m.get("steps_per_cpu_s_off", []))),
+        ("steps/CPU-s on", lambda m: ", ".join(f"{x:.0f}" for x in m.get("steps_per_cpu_s_on", []))),
+        ("ratio per learner CPU-s", lambda m: f"{m.get('cpu_ratio_on_vs_off', float('nan')):.3f}"),
+        ("learner CPU share off", lambda m: ", ".join(f"{x:.2f}" for x in m.get("learner_cpu_share_off", []))),
+        ("learner CPU share on", lambda m: ", ".join(f"{x:.2f}" for x in m.get("learner_cpu_share_on", []))),
+        ("learner blocked s in step()", lambda m: f"{m.get('learner_blocked_s', float('nan')):.4f}"),
+        ("blocked / train time", lambda m: f"{m.get('learner_blocked_frac', float('nan')):.3%}"),
+        ("learner wait s (client)", lambda m: f"{m['learner_wait_s']:.6f}"),
+        ("wrapper overhead / train", lambda m: f"{m['wrapper_overhead_frac']:.2%}"),
+        ("labels per run", lambda m: ", ".join(map(str, m["labels"]))),
+        ("model fits / embedded", lambda m: ", ".join(f"{f}/{e}" for f, e in zip(m.get("model_fits", []), m.get("model_embedded", [])))),
+        ("reward model errors", lambda m: str(m.get("reward_model_errors", 0))),
     ]
     width = max(len(k) for k, _ in rows)
-    print("\nPart 1 - throughput, ONI on vs off")
-    for key, value in rows:
-        print(f"  {key:<{width}}  {value}")
+    print(f"  {'':<{width}}  " + "  ".join(f"{name:>24}" for name in models))
+    for key, cell in rows:
+        print(f"  {key:<{width}}  " + "  ".join(f"{cell(m):>24}" for m in models.values()))
 
 
 def print_learning(returns: dict[str, Any]) -> None:
@@ -156,44 +168,70 @@ def print_learning(returns: dict[str, Any]) -> None:
                   f"{max(row['learner_wait_s']):>9.6f} {max(row.get('client_overhead_s', [0.0])):>10.4f}")
 
 
-def throughput(steps: int, repeats: int, llm: str, base: dict[str, Any]) -> dict[str, Any]:
-    """Alternate off/on runs with the same seed (same learner pinning); ratio of mean steps/s."""
-    on, off, waits, annot, e2e_dedup, overhead, client_oh, client_frac, drops = [], [], [], [], [], [], [], [], []
-    for _ in tqdm(range(repeats), desc="throughput off/on"):
-        m_off = run_oni(base, 0, reward_model="none", total_steps=steps, seed=0)
-        off.append(m_off["steps_per_s"])
-        m_on = run_oni(base, 0, reward_model="hash", total_steps=steps, seed=0, llm=llm)
-        on.append(m_on["steps_per_s"])
-        extras = m_on["extras"]
-        waits.append(extras["learner_wait_s"])
-        annot.append(extras["annotator"])
-        client = extras["client"]
-        e2e_dedup.append(1.0 - extras["annotator"].get("accepted", 0) / max(client["submitted"], 1))
-        overhead.append(extras["wrapper_overhead_frac"])
-        client_oh.append(extras["client_overhead_s"])
-        client_frac.append(extras["client_overhead_frac"])
-        drops.append(client.get("incoming_drops", 0))
+def _summary(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> dict[str, Any]:
+    """On/off figures of one reward model from its paired runs (RunMetrics dicts)."""
+    sps_off, sps_on = [m["steps_per_s"] for m in off], [m["steps_per_s"] for m in on]
+    # steps per CPU second of the learner's process (all its threads) in learn(): what ONI costs the learner,
+    # robust to other jobs taking its CPU away (on a shared machine, wall-clock steps/s measures their load too)
+    cpu_off = [m["steps"] / m["extras"]["learn_cpu_s"] for m in off]
+    cpu_on = [m["steps"] / m["extras"]["learn_cpu_s"] for m in on]
+    extras = [m["extras"] for m in on]
+    annot = [e.get("annotator", {}) for e in extras]
+    clients = [e.get("client", {}) for e in extras]
+    models = [e.get("reward_model_stats") or {} for e in extras]
     return {
-        "steps": steps,
-        "repeats": repeats,
-        "steps_per_s_off": off,
-        "steps_per_s_on": on,
-        "throughput_ratio_on_vs_off": float(np.mean(on) / np.mean(off)),
-        "learner_wait_s": float(np.max(waits)),
-        "learner_wait_s_per_run": waits,
-        "client_overhead_s": float(np.max(client_oh)),
-        "client_overhead_s_per_run": client_oh,
-        "client_overhead_frac": float(np.mean(client_frac)),
-        "client_incoming_drops": int(sum(drops)),
+        "steps_per_s_off": sps_off,
+        "steps_per_s_on": sps_on,
+        "throughput_ratio_on_vs_off": float(np.mean(sps_on) / np.mean(sps_off)),
+        "pair_ratios": [b / a for a, b in zip(sps_off, sps_on)],
+        "steps_per_cpu_s_off": cpu_off,
+        "steps_per_cpu_s_on": cpu_on,
+        "cpu_ratio_on_vs_off": float(np.mean(cpu_on) / np.mean(cpu_off)),
+        "learner_cpu_share_off": [m["extras"]["learn_cpu_s"] / m["extras"]["learn_s"] for m in off],
+        "learner_cpu_share_on": [m["extras"]["learn_cpu_s"] / m["extras"]["learn_s"] for m in on],
+        "learner_blocked_s": float(np.max([e.get("learner_blocked_s", 0.0) for e in extras])),
+        "learner_blocked_s_per_run": [e.get("learner_blocked_s", 0.0) for e in extras],
+        "learner_blocked_frac": float(np.mean([e.get("learner_blocked_frac", 0.0) for e in extras])),
+        "learner_wait_s": float(np.max([e["learner_wait_s"] for e in extras])),
+        "learner_wait_s_per_run": [e["learner_wait_s"] for e in extras],
+        "client_overhead_s": float(np.max([e["client_overhead_s"] for e in extras])),
+        "client_overhead_frac": float(np.mean([e["client_overhead_frac"] for e in extras])),
+        "wrapper_overhead_frac": float(np.mean([e["wrapper_overhead_frac"] for e in extras])),
+        "client_incoming_drops": int(sum(c.get("incoming_drops", 0) for c in clients)),
         "labels_per_s": float(np.mean([a.get("labels_per_s", 0.0) for a in annot])),
         "labels_per_s_wall": float(np.mean([a.get("labels_per_s_wall", 0.0) for a in annot])),
         "labels": [a.get("labels", 0) for a in annot],
-        "dedup_rate": float(np.mean(e2e_dedup)),
+        "dedup_rate": float(np.mean([1.0 - a.get("accepted", 0) / max(c.get("submitted", 0), 1) for a, c in zip(annot, clients)])),
         "server_dedup_rate": float(np.mean([a.get("dedup_rate", 0.0) for a in annot])),
-        "wrapper_overhead_frac": float(np.mean(overhead)),
         "llm_latency_ms_p50": float(np.mean([a.get("llm_latency_ms_p50", 0.0) for a in annot])),
         "llm_fallbacks": int(sum(a.get("llm_fallbacks", 0) for a in annot)),
+        "model_remote": [bool(m.get("remote", False)) for m in models],
+        "model_fits": [int(m.get("fits", 0)) for m in models],
+        "model_embedded": [int(m.get("embedded", 0)) for m in models],
+        "model_scored": [int(m.get("scored", 0)) for m in models],
+        "reward_model_errors": int(sum(e.get("reward_model_errors", 0) for e in extras)),
+        "annotator_restarts": int(sum(e.get("annotator_restarts", 0) for e in extras)),
     }
+
+
+def throughput(steps: int, repeats: int, llm: str, base: dict[str, Any], models: list[str]) -> dict[str, Any]:
+    """For each reward model, ``repeats`` pairs of runs (off, then on) with the same seed and learner pinning.
+
+    Pairs, rather than one off run shared by every model, because the machine is shared: a pair's two runs
+    are minutes apart at most, so load that drifts over the benchmark touches both arms alike.
+    """
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {"off": [], "on": []} for m in models}
+    grid = [(r, m) for r in range(repeats) for m in models]
+    for _, spec in tqdm(grid, desc="throughput off/on"):
+        model, _, trainer = spec.partition(":")  # "classifier:thread": the model trained in a learner thread
+        runs[spec]["off"].append(run_oni(base, 0, reward_model="none", total_steps=steps, seed=0))
+        runs[spec]["on"].append(run_oni(base, 0, reward_model=model, reward_trainer=trainer or "process",
+                                        total_steps=steps, seed=0, llm=llm))
+    out: dict[str, Any] = {"steps": steps, "repeats": repeats,
+                           "models": {m: _summary(runs[m]["off"], runs[m]["on"]) for m in models}}
+    if "hash" in out["models"]:  # the keys earlier versions of this file had at the top (hash reward model)
+        out.update({k: v for k, v in out["models"]["hash"].items() if not k.startswith("model_")})
+    return out
 
 
 def learning(tasks: list[str], models: list[str], seeds: list[int], steps: int, llm: str, base: dict[str, Any],
@@ -222,7 +260,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llm", default="smollm2")
     parser.add_argument("--tp-steps", type=int, default=8192, help="PPO steps per throughput run")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="off/on pairs per reward model in part 1")
+    parser.add_argument("--tp-models", nargs="+", default=["hash", "classifier", "ranking"],
+                        help="reward models measured on/off in part 1; MODEL:thread trains classifier/ranking "
+                        "in a learner thread (the old placement) instead of a process of its own")
     parser.add_argument("--nice", type=int, default=19, help="annotator CPU niceness in the throughput part")
     parser.add_argument("--learn-nice", type=int, default=0, help="annotator niceness in the learning part (labels must flow)")
     parser.add_argument("--reuse-throughput", action="store_true", help="keep part 1 from --out, run part 2 only")
@@ -250,7 +291,8 @@ def main() -> None:
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU (shared with other jobs)",
         "date": time.strftime("%Y-%m-%d"),
         "llm": args.llm,
-        "budgets": {"annotator_nice": args.nice, "annotator_nice_learning": args.learn_nice, "throughput_steps": args.tp_steps, "repeats": args.repeats, "learning_steps": args.steps,
+        "budgets": {"annotator_nice": args.nice, "annotator_nice_learning": args.learn_nice, "throughput_steps": args.tp_steps,
+                    "repeats": args.repeats, "throughput_models": args.tp_models, "learning_steps": args.steps,
                     "seeds": args.seeds, "tasks": args.tasks, "models": args.models, "n_envs": 4,
                     "max_episode_steps": 1000, "eval_episodes": args.eval_episodes},
         "placement": placement,
@@ -259,11 +301,13 @@ def main() -> None:
     if args.reuse_throughput:
         tp = previous["throughput"]
     else:
-        tp = throughput(args.tp_steps, args.repeats, args.llm, base)
+        tp = throughput(args.tp_steps, args.repeats, args.llm, base, args.tp_models)
         tp["placement"] = placement
     print_throughput(tp)
-    results.update(throughput=tp, throughput_ratio_on_vs_off=tp["throughput_ratio_on_vs_off"],
-                   learner_wait_s=tp["learner_wait_s"], labels_per_s=tp["labels_per_s"], dedup_rate=tp["dedup_rate"])
+    ratios = {m: row["throughput_ratio_on_vs_off"] for m, row in (tp.get("models") or {"hash": tp}).items()}
+    results.update(throughput=tp, throughput_ratio_on_vs_off=ratios.get("hash", min(ratios.values())),
+                   throughput_ratios=ratios, learner_wait_s=tp.get("learner_wait_s"),
+                   labels_per_s=tp.get("labels_per_s"), dedup_rate=tp.get("dedup_rate"))
     write_json(args.out, {k: v for k, v in results.items() if k != "_out"})
     if args.skip_learning:  # part 2 as measured by an earlier invocation, with its budgets
         results["returns"] = previous.get("returns", {})
