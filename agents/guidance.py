@@ -129,6 +129,11 @@ class EpisodeTeacherStats(TeacherStats):
     #: proposals compared with the oracle's next subgoal for the same state, and how many matched it
     oracle_compared: int = 0
     oracle_agreed: int = 0
+    #: asynchronous mode: questions sent to the worker, env steps taken while one was open
+    #: (the learner went on without a subgoal instead of waiting), answers that came too late to use
+    deferred: int = 0
+    steps_waiting: int = 0
+    late_answers: int = 0
 
 
 class SubgoalRewardWrapper(gym.Wrapper):
@@ -141,6 +146,13 @@ class SubgoalRewardWrapper(gym.Wrapper):
     an event (key picked up, door opened) the teacher is asked again, so a
     stale subgoal is replaced; the teacher's cache makes that cheap.
 
+    ``asynchronous=True``: the learner never waits on the LLM. A question the
+    teacher's cache cannot answer goes to a worker thread (with what the
+    prompt needs read from the env at that moment); the env steps on with no
+    subgoal until the answer comes, then it is used if it is still this
+    episode's latest question (else it is only cached). Counted per episode:
+    ``deferred``, ``steps_waiting``, ``late_answers``.
+
     Example:
         >>> from llmguide.envs.minigrid import make_minigrid
         >>> from llmguide.teachers import OracleTeacher
@@ -150,7 +162,9 @@ class SubgoalRewardWrapper(gym.Wrapper):
         'yellow key'
     """
 
-    def __init__(self, env: gym.Env, teacher: Teacher, *, bonus: float = 0.1, max_bonus: float = 0.3) -> None:
+    def __init__(
+        self, env: gym.Env, teacher: Teacher, *, bonus: float = 0.1, max_bonus: float = 0.3, asynchronous: bool = False
+    ) -> None:
         super().__init__(env)
         if not 0 <= bonus <= max_bonus < 1:
             raise ValueError(f"need 0 <= bonus <= max_bonus < 1, got bonus={bonus}, max_bonus={max_bonus}")
@@ -164,10 +178,55 @@ class SubgoalRewardWrapper(gym.Wrapper):
         self._checked = False
         #: on MiniGrid, the oracle that a teacher's proposals are scored against (see `_ask`)
         self._reference: Teacher | None = None
+        #: asynchronous: a teacher's LLM question is answered on a worker thread while the env goes on
+        self.asynchronous = asynchronous
+        self._worker: Any = None
+        self._pending: Any = None  # (Future, episode number, situation key) of the open question
+        self._outstanding: list[Any] = []  # every question not yet collected (its cost still to count)
+        self._episode = 0
 
     def _ask(self, info: dict[str, Any]) -> None:
-        proposal = self.teacher.propose(self.env, info, self.achieved)
+        proposal = self.teacher.propose(self.env, info, self.achieved, defer=self.asynchronous)
+        if proposal.question is not None:
+            self._defer(proposal)
+            return
+        self._use(proposal, info)
+
+    def _defer(self, proposal: Any) -> None:
+        """Send the question to the worker; until its answer comes the agent has no subgoal."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher")
+        question = proposal.question
+        if self._pending is not None:
+            if question.key is not None and self._pending[2] == question.key and self._pending[1] == self._episode:
+                return  # the same situation is already being asked about
+            self._ep.late_answers += 1  # superseded before it was answered: the situation moved on
+        future = self._worker.submit(self.teacher.answer, question)
+        self._outstanding.append(future)
+        self._pending = (future, self._episode, question.key)
+        self._ep.deferred += 1
+        self.current = None
+
+    def _collect(self, info: dict[str, Any]) -> None:
+        """Take answers that have come (never waits): each one's cost is counted, and the open
+        question's answer, if still of this episode, becomes the subgoal."""
+        for future in [f for f in self._outstanding if f.done()]:
+            self._outstanding.remove(future)
+            proposal = future.result()  # the teacher never raises on an LLM answer; a bug should surface
+            self._ep.add(proposal)
+            if self._pending is not None and self._pending[0] is future:
+                episode, self._pending = self._pending[1], None
+                if episode == self._episode:
+                    self._apply(proposal, info)
+        self._ep.steps_waiting += int(self._pending is not None)
+
+    def _use(self, proposal: Any, info: dict[str, Any]) -> None:
         self._ep.add(proposal)
+        self._apply(proposal, info)
+
+    def _apply(self, proposal: Any, info: dict[str, Any]) -> None:
         self._ep.no_subgoal += int(proposal.subgoal is None)
         if self._reference is not None and proposal.subgoal is not None:
             # scored against the oracle's plan, never taught from it
@@ -187,6 +246,7 @@ class SubgoalRewardWrapper(gym.Wrapper):
 
             if not isinstance(self.teacher, OracleTeacher) and minigrid_base(self.env) is not None:
                 self._reference = OracleTeacher(self.teacher.kind, cache=None)
+        self._episode += 1  # an answer to an earlier episode's question is cached, not used
         self.achieved, self._paid, self._ep = [], 0.0, EpisodeTeacherStats()
         self._ask(info)
         info["subgoal"] = self.current.text if self.current else None
@@ -194,6 +254,7 @@ class SubgoalRewardWrapper(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self._collect(info)
         paid = 0.0
         sg = self.current
         if sg is not None and sg.achieved(info, self.env):
@@ -212,8 +273,15 @@ class SubgoalRewardWrapper(gym.Wrapper):
         info["teacher_bonus"] = paid
         info["subgoal"] = self.current.text if self.current else None
         if terminated or truncated:
+            self._ep.late_answers += int(self._pending is not None)
             info["teacher"] = self._ep.__dict__.copy()
         return obs, float(reward) + paid, terminated, truncated, info
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
+        super().close()
 
 
 class SubgoalObservation(gym.ObservationWrapper):
@@ -247,6 +315,7 @@ def make_minigrid_env(
     bonus: float = 0.1,
     max_bonus: float = 0.3,
     env_kwargs: dict[str, Any] | None = None,
+    asynchronous: bool = False,
 ) -> Callable[[], gym.Env]:
     """A picklable thunk building one env for SB3's `make_vec_env`.
 
@@ -260,7 +329,7 @@ def make_minigrid_env(
         env = make_minigrid(env_id, text=teacher is not None, **(env_kwargs or {}))
         guide = None
         if teacher is not None:
-            env = guide = SubgoalRewardWrapper(env, teacher, bonus=bonus, max_bonus=max_bonus)
+            env = guide = SubgoalRewardWrapper(env, teacher, bonus=bonus, max_bonus=max_bonus, asynchronous=asynchronous)
         env = SubgoalObservation(env, guide) if observe_subgoal else FlatImage(env)
         return SuccessInfo(env)
 
@@ -313,6 +382,9 @@ class TeacherMetricsCallback(BaseCallback):
             "teacher_subgoals_per_episode": t.subgoals_reached / self.episodes if self.episodes else 0.0,
             "teacher_bonus_share": t.bonus / total_return if total_return > 0 else 0.0,
             "teacher_oracle_agreement": t.oracle_agreed / t.oracle_compared if t.oracle_compared else None,
+            "teacher_deferred": t.deferred,
+            "teacher_steps_waiting": t.steps_waiting,
+            "teacher_late_answers": t.late_answers,
             "llm_calls_per_1k_steps": 1000.0 * t.llm_queries / steps,
             "episodes": self.episodes,
         }

@@ -50,6 +50,8 @@ class GuidanceConfig(BaseModel):
     bonus: float = Field(0.1, ge=0.0, description="Paid once per reached subgoal.")
     max_bonus: float = Field(0.3, ge=0.0, lt=1.0, description="Per-episode cap, below the task reward (1).")
     observe_subgoal: bool = Field(False, description="Dict observation with the current subgoal.")
+    asynchronous: bool = Field(False, description="The learner never waits on the LLM: uncached questions are "
+                               "answered on a worker thread while training goes on without a subgoal.")
 
     @model_validator(mode="after")
     def _bonus_below_cap(self) -> GuidanceConfig:
@@ -200,7 +202,7 @@ class SubgoalMethod(TrainedMethod):
         g = self.config.guidance
         return make_minigrid_env(
             self.config.env, None if for_eval else self.teacher, observe_subgoal=g.observe_subgoal,
-            bonus=g.bonus, max_bonus=g.max_bonus, env_kwargs=self.config.env_kwargs,
+            bonus=g.bonus, max_bonus=g.max_bonus, env_kwargs=self.config.env_kwargs, asynchronous=g.asynchronous,
         )
 
     def policy_name(self) -> str:

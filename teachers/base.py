@@ -46,6 +46,7 @@ __all__ = [
     "KINDS",
     "TARGET_TYPES",
     "Proposal",
+    "Question",
     "Subgoal",
     "Teacher",
     "TeacherCache",
@@ -60,6 +61,8 @@ TARGET_TYPES = ("key", "ball", "box", "door", "goal")
 #: Default interaction per object type.
 DEFAULT_VERB = {"key": "pick up", "ball": "pick up", "box": "pick up", "door": "open", "goal": "go to"}
 _VERB_EVENT = {"pick up": "picked up", "open": "opened"}
+#: Teacher counters are added from the env loop (cache hits) and from a deferred question's worker.
+_STATS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,18 @@ class Proposal:
     llm_generations: int = 0  # model generations (response-cache misses)
     invalid: int = 0  # answers rejected after the bounded retries
     budget_skip: bool = False
+    #: set by ``propose(..., defer=True)`` on a cache miss: the question to answer off the env loop
+    question: Question | None = None
+
+
+@dataclass(frozen=True)
+class Question:
+    """A teacher's question with everything read from the env at asking time, so it can be
+    answered on another thread while the env moves on (`Teacher.answer`)."""
+
+    key: str | None
+    messages: list[Any]
+    candidates: list[Subgoal]
 
 
 # -- language rule ------------------------------------------------------------
@@ -317,20 +332,52 @@ class Teacher:
             state["layout"] = layout_digest(env)
         return hashlib.sha1(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
-    def propose(self, env: gym.Env, info: dict[str, Any], achieved: Sequence[Subgoal] = ()) -> Proposal:
-        """Next subgoal for the current state (None: no subgoal this time)."""
+    def propose(
+        self, env: gym.Env, info: dict[str, Any], achieved: Sequence[Subgoal] = (), *, defer: bool = False
+    ) -> Proposal:
+        """Next subgoal for the current state (None: no subgoal this time).
+
+        ``defer``: on a cache miss, a teacher that can (`question` is not None)
+        returns at once with no subgoal and the question in ``proposal.question``;
+        `answer` it later, on any thread. Others answer now, as without it.
+        """
         key = self.cache_key(env, achieved) if self.cache is not None else None
         if key is not None:
             hit = self.cache.get(key)  # type: ignore[union-attr]
             if hit is not TeacherCache.MISS:
                 proposal = Proposal(Subgoal.from_dict(hit) if hit else None, cache_hit=True)
-                self.stats.add(proposal)
+                with _STATS_LOCK:
+                    self.stats.add(proposal)
                 return proposal
+        if defer:
+            question = self.question(env, info, list(achieved), key)
+            if question is not None:
+                return Proposal(None, question=question)
         proposal = self._query(env, info, list(achieved))
-        self.stats.add(proposal)
-        if key is not None and not proposal.budget_skip:
-            self.cache.put(key, proposal.subgoal.to_dict() if proposal.subgoal else None)  # type: ignore[union-attr]
+        self._record(key, proposal)
         return proposal
+
+    def _record(self, key: str | None, proposal: Proposal) -> None:
+        with _STATS_LOCK:
+            self.stats.add(proposal)
+        if key is not None and self.cache is not None and not proposal.budget_skip:
+            self.cache.put(key, proposal.subgoal.to_dict() if proposal.subgoal else None)
+
+    def question(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal], key: str | None) -> Question | None:
+        """The question to answer off the env loop, or None: this teacher answers at once
+        (scripted teachers, which cost nothing, and LLM teachers in a mode that reads the env
+        while answering)."""
+        return None
+
+    def answer(self, question: Question) -> Proposal:
+        """Answer a deferred question (thread-safe for LLM teachers: the model has its lock),
+        counting it and caching the answer under the question's key."""
+        proposal = self._answer(question)
+        self._record(question.key, proposal)
+        return proposal
+
+    def _answer(self, question: Question) -> Proposal:
+        raise NotImplementedError(f"{type(self).__name__} asks no deferred questions")
 
     def _query(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal]) -> Proposal:
         raise NotImplementedError

@@ -34,6 +34,7 @@ from llmguide.teachers.base import (
     DEFAULT_VERB,
     TARGET_TYPES,
     Proposal,
+    Question,
     Subgoal,
     Teacher,
     TeacherCache,
@@ -190,21 +191,45 @@ class SubgoalTeacher(Teacher):
         return [SystemMessage(content=SYSTEM), HumanMessage(content="\n".join(lines))]
 
     # -- query ------------------------------------------------------------
-    def _query(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal]) -> Proposal:
-        from llmguide.llm import METER, choose, structured
+    def _over_budget(self) -> bool:
+        return self.max_queries is not None and self.stats.llm_queries >= self.max_queries
 
-        if self.max_queries is not None and self.stats.llm_queries >= self.max_queries:
+    def question(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal], key: str | None) -> Question | None:
+        """In choice mode, the prompt and the candidates, read now; answered later by `answer`
+        (free mode validates its answer against the env as it is, so it answers at once)."""
+        if self.mode != "choice" or self._over_budget():
+            return None
+        candidates = self.listing(env, achieved, self.seed if self.option_order == "shuffled" else None)
+        if not candidates:
+            return None
+        return Question(key, self.prompt(env, info, achieved, [c.text for c in candidates]), candidates)
+
+    def _answer(self, question: Question) -> Proposal:
+        from llmguide.llm import METER, choose
+
+        if self._over_budget():
             return Proposal(None, budget_skip=True)
         before = METER.snapshot()
-        candidates = self.listing(env, achieved, self.seed if self.option_order == "shuffled" else None)
+        options = [c.text for c in question.candidates]
+        picked = choose(self.llm, question.messages, options, retries=self.retries)
+        after = METER.snapshot()
+        generations = (after.calls - after.cache_hits) - (before.calls - before.cache_hits)
+        subgoal = next(c for c in question.candidates if c.text == picked)
+        return Proposal(subgoal, llm_queries=1, llm_generations=max(0, generations))
+
+    def _query(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal]) -> Proposal:
+        from llmguide.llm import METER, structured
+
+        if self._over_budget():
+            return Proposal(None, budget_skip=True)
+        if self.mode == "choice":
+            question = self.question(env, info, achieved, None)
+            return self._answer(question) if question is not None else Proposal(None)
+        before = METER.snapshot()
         invalid = 0
         subgoal: Subgoal | None = None
-        if not candidates:
+        if not self.candidates(env):
             subgoal = None
-        elif self.mode == "choice":
-            options = [c.text for c in candidates]
-            picked = choose(self.llm, self.prompt(env, info, achieved, options), options, retries=self.retries)
-            subgoal = next(c for c in candidates if c.text == picked)
         else:
             messages = self.prompt(env, info, achieved, None)
             model = _ANSWER_MODELS[self.kind]

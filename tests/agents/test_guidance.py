@@ -158,3 +158,63 @@ def test_subproc_workers_share_the_teacher_cache(tmp_path: Path) -> None:
     tm = m["extras"]["teacher_metrics"]
     assert tm["teacher_queries"] > 0 and tm["teacher_cache_hit_rate"] > 0
     assert teacher.stats.queries == 0  # the workers asked their own copies, not this one
+
+
+def test_asynchronous_teacher_never_blocks_the_env() -> None:
+    """The LLM is held mid-answer: the env keeps stepping without a subgoal, then takes the answer."""
+    import threading
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from llmguide.agents.guidance import SubgoalRewardWrapper
+    from llmguide.envs.minigrid import make_minigrid
+    from llmguide.teachers import SubgoalTeacher
+
+    release = threading.Event()
+
+    class HeldModel(FakeListChatModel):
+        def invoke(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if not release.wait(timeout=30):  # a blocking env would deadlock here: fail instead
+                raise TimeoutError("the env never went on while the LLM was busy")
+            return super().invoke(*args, **kwargs)
+
+    teacher = SubgoalTeacher(HeldModel(responses=['{"choice": "yellow key"}']), "object", option_order="layout")
+    env = SubgoalRewardWrapper(make_minigrid("MiniGrid-DoorKey-5x5-v0"), teacher, asynchronous=True)
+    _, info = env.reset(seed=0)
+    assert info["subgoal"] is None
+    for _ in range(5):  # would hang if step() waited on the model
+        *_, info = env.step(2)
+        assert info["subgoal"] is None
+    release.set()
+    import time
+
+    for _ in range(200):  # the worker answers within a few steps once the model is free
+        *_, info = env.step(0)  # turn in place: nothing happens in the world
+        if info["subgoal"] is not None:
+            break
+        time.sleep(0.02)
+    assert info["subgoal"] == "yellow key"
+    assert env._ep.deferred == 1 and env._ep.steps_waiting >= 5 and env._ep.llm_queries == 1
+    assert teacher.stats.llm_queries == 1 and teacher.cache.get(teacher.cache_key(env.env, [])) is not None
+    env.close()
+
+
+def test_asynchronous_with_a_scripted_teacher_answers_at_once() -> None:
+    from llmguide.agents.guidance import SubgoalRewardWrapper
+    from llmguide.envs.minigrid import make_minigrid
+    from llmguide.teachers import OracleTeacher
+
+    env = SubgoalRewardWrapper(make_minigrid("MiniGrid-DoorKey-5x5-v0"), OracleTeacher("object"), asynchronous=True)
+    _, info = env.reset(seed=0)
+    assert info["subgoal"] == "yellow key" and env._ep.deferred == 0
+
+
+def test_asynchronous_guidance_trains_with_the_real_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from llmguide import Experiment
+
+    result = Experiment(env="MiniGrid-DoorKey-5x5-v0", teacher={"type": "llm", "kind": "object"}, learner="PPO",
+                        total_steps=512, seed=0, n_envs=1, guidance={"asynchronous": True},
+                        eval={"every": 0, "episodes": 1}, run_dir=tmp_path / "run").run()
+    teacher = result.metrics["extras"]["teacher_metrics"]
+    assert teacher["teacher_deferred"] >= 1  # questions went to the worker instead of blocking the step
+    assert teacher["teacher_steps_waiting"] >= 1
