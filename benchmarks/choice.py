@@ -256,9 +256,12 @@ def latency(llm: Any, probe: Probe, other: Probe, reps: int) -> dict[str, Any]:
         choose(llm, msgs, listing, mode=mode, site="benchmarks.choice.latency")
         return time.perf_counter() - start
 
+    from llmguide.llm.llamacpp import _scorer
+
     cold, cached, step = [], [], []
     for _ in range(reps):
         llama.reset()
+        _scorer(llama).reset()  # scoring holds its prompt in a context of its own
         cold.append(timed(messages))
         cached.append(timed(messages))
         timed(other.messages(listing))
@@ -290,8 +293,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--latency-reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/choice.json"))
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the 17-way latency (two Crafter probes), written to results/choice_latency.json")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path("benchmarks/results/choice_latency.json" if args.latency_only else "benchmarks/results/choice.json")
+    if args.latency_only:
+        args.modes, args.doorkey_seeds, args.highway_probes, args.crafter_probes = [], [], 0, max(2, args.crafter_probes)
 
     from llmguide.llm import METER, load  # first: sets OMP_WAIT_POLICY
     from llmguide.rundir import write_json
@@ -302,7 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     manual = crafter_manual()
     probes = doorkey_probes(args.doorkey_seeds)
     probes += crafter_probes(args.crafter_probes, manual, list(range(args.crafter_seeds)), args.crafter_steps)
-    probes += highway_probes(args.highway_probes, list(range(args.highway_seeds)))
+    if args.highway_probes:
+        probes += highway_probes(args.highway_probes, list(range(args.highway_seeds)))
     built_s = time.time() - began
     print(f"{len(probes)} probes in {built_s:.0f} s: {dict(Counter(p.family for p in probes))}", flush=True)
 

@@ -62,6 +62,11 @@ class OptionScorer:
     def close(self) -> None:
         self._context.close()
 
+    def reset(self) -> None:
+        """Forget the held prompt (the next call evaluates its whole prompt)."""
+        self._lib.llama_memory_clear(self.memory, True)
+        self._prompt = []
+
     def _decode(self, tokens: list[int], positions: list[int], seq_ids: list[list[int]], outputs: list[bool]) -> None:
         lib = self._lib
         batch = lib.llama_batch_init(len(tokens), 0, max(len(s) for s in seq_ids))
