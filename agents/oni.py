@@ -45,6 +45,9 @@ class ONIConfig(TrainedConfig):
     reward_model: Literal["hash", "classifier", "ranking", "none"] = Field(
         "hash", description="hash (retrieval) | classifier (MiniLM + logistic) | ranking (Bradley-Terry) | "
         "none (extrinsic reward only, no annotator).")
+    reward_trainer: Literal["process", "thread"] = Field(
+        "process", description="Where the classifier/ranking models embed and refit: a process of their own on "
+        "the annotator's CPUs (the learner only looks scores up) or a thread of the learner's process.")
     max_episode_steps: PositiveInt = Field(1000, description="NLE episode cap (CPU-sized).")
     coef: float = Field(0.1, ge=0.0, description="reward = extrinsic + coef * intrinsic.")
     beta: float = Field(0.5, ge=0.0, description="Count decay: intrinsic = score / N(caption)^beta (0 = no decay).")
@@ -126,20 +129,28 @@ def _figures_callback() -> Any:
             super().__init__()
             self.returns: list[float] = []
             self._seconds, self._start = 0.0, None
+            self._cpu_seconds, self._cpu_start = 0.0, None
 
         def elapsed(self) -> float:
             """Seconds in `learn()` so far (a checkpoint asks mid-run)."""
             running = time.perf_counter() - self._start if self._start is not None else 0.0
             return self._seconds + running
 
+        def cpu(self) -> float:
+            """CPU seconds of this (the learner's) process, all its threads, in `learn()` so far: steps per
+            CPU second measure what ONI costs the learner even when other jobs take its CPU away."""
+            running = time.process_time() - self._cpu_start if self._cpu_start is not None else 0.0
+            return self._cpu_seconds + running
+
         def _on_training_start(self) -> None:
-            self._start = time.perf_counter()
+            self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
         def _on_step(self) -> bool:
             return True
 
         def _on_training_end(self) -> None:
             self._seconds, self._start = self.elapsed(), None
+            self._cpu_seconds, self._cpu_start = self.cpu(), None
             self.returns = [float(e["r"]) for e in self.model.ep_info_buffer]
 
     return TrainingFigures()
@@ -158,8 +169,8 @@ class ONIMethod(TrainedMethod):
     #: NLE's end_status of a task won (nle.env.base.NLE.StepStatus.TASK_SUCCESSFUL)
     TASK_SUCCESSFUL: ClassVar[int] = 2
     #: run figures summed over the segments of a resumed run
-    TOTALS: ClassVar[tuple[str, ...]] = ("learn_s", "learner_wait_s", "client_overhead_s", "wrapper_overhead_s",
-                                         "llm_calls", "llm_fallbacks", "annotator_restarts", "annotator_deaths",
+    TOTALS: ClassVar[tuple[str, ...]] = ("learn_s", "learn_cpu_s", "learner_wait_s", "client_overhead_s",
+                                         "wrapper_overhead_s", "llm_calls", "llm_fallbacks", "annotator_restarts", "annotator_deaths",
                                          "annotator_downtime_s", "learner_blocked_s")
 
     def __init__(self, config: ONIConfig, settings: RunSettings, run_dir: Path,
@@ -228,8 +239,8 @@ class ONIMethod(TrainedMethod):
             self.supervisor = AnnotatorSupervisor(self.proc, max_restarts=cfg.annotator_max_restarts,
                                                   on_restart=lambda new: self.client.reconnect_now(new.url))
         # classifier/ranking: embedding and refits run in a trainer process of their own, on the annotator's CPUs
-        self.reward_model = make_reward_model(cfg.reward_model, remote=True, cpus=cfg.annotator_cpus,
-                                              nice=cfg.annotator_nice)
+        self.reward_model = make_reward_model(cfg.reward_model, remote=cfg.reward_trainer == "process",
+                                              cpus=cfg.annotator_cpus, nice=cfg.annotator_nice)
 
     def wrap_vec_env(self, venv: Any) -> Any:
         if self.reward_model is None:
@@ -269,11 +280,9 @@ class ONIMethod(TrainedMethod):
     # -- run bookkeeping -----------------------------------------------------------------------
     def _totals(self) -> dict[str, float]:
         """Figures of this segment plus those of the segments before a resume."""
-        now = {"learn_s": self.figures.elapsed()}
+        now = {"learn_s": self.figures.elapsed(), "learn_cpu_s": self.figures.cpu()}
         if self.wrapper is not None:
-            now["wrapper_overhead_s"] = float(self.wrapper.overhead_s)
-        if self.wrapper is not None:
-            now["learner_blocked_s"] = float(self.wrapper.blocked_s)
+            now.update(wrapper_overhead_s=float(self.wrapper.overhead_s), learner_blocked_s=float(self.wrapper.blocked_s))
         if self.client is not None:
             client = self.client.stats()
             now.update(learner_wait_s=float(client["wait_s"]), client_overhead_s=float(client["client_overhead_s"]))
@@ -312,7 +321,8 @@ class ONIMethod(TrainedMethod):
         learn_s = max(totals["learn_s"], 1e-9)
         returns = self.figures.returns
         out: dict[str, Any] = {
-            "reward_model": self.config.reward_model, "learner": self.config.learner, "learn_s": totals["learn_s"],
+            "reward_model": self.config.reward_model, "reward_trainer": self.config.reward_trainer,
+            "learner": self.config.learner, "learn_s": totals["learn_s"], "learn_cpu_s": totals["learn_cpu_s"],
             "train_episodes": len(returns), "train_return_mean": sum(returns) / len(returns) if returns else None,
         }
         if self.wrapper is not None:

@@ -94,8 +94,8 @@ def start_annotator(
     ``settings`` are ``AnnotatorSettings`` fields (``queue_size``, ``batch_size``,
     ``prefs_per_batch``, ``threads``, ...). ``nice`` lowers the child's CPU
     priority so that, on a small machine, the learner keeps its speed.
-    ``cpus`` pins the child to those CPU ids (``os.sched_setaffinity`` in the
-    child before it starts); None leaves the affinity it inherits from this
+    ``cpus`` pins the child to those CPU ids (``os.sched_setaffinity`` on the
+    child as soon as it is spawned, before its imports); None leaves the affinity it inherits from this
     process (a learner pinned with ``sched_setaffinity`` passes its pinning
     on, so give ``cpus`` explicitly when the learner is pinned).
     Raises ``BackendUnavailableError`` (with the child's log tail) if it does
@@ -133,18 +133,18 @@ def restart_annotator(old: AnnotatorProcess, *, port: int | None = None, startup
 
 def _spawn(args: list[str], port: int, log_path: Path, cpu_set: list[int] | None, nice: int,
            startup_timeout: float) -> AnnotatorProcess:
-    log = open(log_path, "ab")
-
-    def preexec() -> None:  # runs in the child between fork and exec
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # placed from here, not by a preexec_fn (unsafe in a process with threads, and a supervisor restarts the
+    # annotator while the learner's threads run): the child is still starting Python when this runs, and
+    # llama.cpp's threads, started much later, inherit the affinity
+    try:
         if cpu_set is not None:
-            os.sched_setaffinity(0, cpu_set)
+            os.sched_setaffinity(proc.pid, cpu_set)
         if nice:
-            os.nice(nice)
-
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=preexec if (nice or cpu_set is not None) else None,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    log.close()
+            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except ProcessLookupError:
+        pass  # it exited at once: reported below with its log
     handle = AnnotatorProcess(proc, f"http://127.0.0.1:{port}", log_path, args)
     handle.cpus, handle.nice = cpu_set, nice
     if wait_for_http(f"{handle.url}/health", proc, startup_timeout):
