@@ -89,6 +89,9 @@ def run_ppo(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+_UNCACHED: dict[str, Any] = {}
+
+
 def run_spring(args: argparse.Namespace, llm: str, fast: bool = False) -> dict[str, Any]:
     """SPRING as users run it (the `spring` method through `llmguide.core`), in the baselines' figures."""
     from llmguide.core import prepare, run
@@ -98,10 +101,18 @@ def run_spring(args: argparse.Namespace, llm: str, fast: bool = False) -> dict[s
     config = {"method": "spring", "llm": llm, "episodes": args.llm_episodes, "seed": args.seed,
               "max_steps": args.max_steps, "max_tokens": args.max_tokens, "n_ctx": 4096, "progress": True,
               "fast": fast}
-    m = run(prepare(config), run_dir)
+    objects = {}
+    if args.no_response_cache:
+        # Every situational call computed, none answered from the response cache: in a stuck
+        # state the same prompt recurs and a cache hit would flatter the seconds per step.
+        # One model for every SPRING agent of the process: the game-context answers are held per model.
+        from llmguide.llm import load
+
+        objects["llm"] = _UNCACHED.setdefault(llm, load(llm, max_tokens=args.max_tokens, n_ctx=4096, cache=False))
+    m = run(prepare(config, objects), run_dir)
     usage, steps = m.extras["llm_usage"], max(m.steps, 1)
     return {
-        "fast": fast, "nodes_per_step": m.extras["nodes_per_step"],
+        "fast": fast, "response_cache": not args.no_response_cache, "nodes_per_step": m.extras["nodes_per_step"],
         "warm_s_per_step_mean": m.extras["warm_s_per_step_mean"],
         "warm_s_per_step_median": m.extras["warm_s_per_step_median"],
         "warm_choice_s_per_step": m.extras["warm_choice_s_per_step"], "first_step_s": m.extras["first_step_s"],
@@ -165,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--agents", nargs="+", default=["random", "ppo", "spring", "spring_large"],
                    choices=["random", "ppo", "spring", "spring_fast", "spring_large"])
     p.add_argument("--fast", action="store_true", help="run `spring` as the fast variant (the DAG's fast nodes only)")
+    p.add_argument("--no-response-cache", action="store_true",
+                   help="SPRING's model without the persistent response cache (every call computed; honest s/step)")
     p.add_argument("--max-steps", type=int, default=20, help="step cap per episode, same for every agent")
     p.add_argument("--rl-episodes", type=int, default=5, help="episodes for random and PPO")
     p.add_argument("--llm-episodes", type=int, default=1, help="episodes for SPRING")
