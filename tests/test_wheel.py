@@ -30,7 +30,7 @@ PACKAGE_DIRS = {
 }
 
 #: Package data: files other than modules that the library reads at run time.
-PACKAGE_DATA = ["llmguide/teachers/data/spring_dag.yaml"]
+PACKAGE_DATA = ["llmguide/teachers/data/spring_dag.yaml", "llmguide/teachers/data/crafter_notes.tex"]
 
 #: What the wheel needs to build: nothing else of the repository is copied.
 BUILD_INPUTS = ["pyproject.toml", "README.md", *PACKAGE_DIRS.values()]
