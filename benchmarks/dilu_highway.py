@@ -12,7 +12,8 @@ short keeps what it measured):
    (a budget cut leaves every arm with the same seeds); success (no collision) with its Wilson
    95% interval, decisions survived, seconds per decision (reasoning on) and the agent's choice
    figures (first-option rate and fallback rate of its `choose` calls);
-3. reflection: on the crash traces of the memory-0 arm (the same seeds for both), the reflection
+3. reflection: on the crash traces of the build phase (as they happen) and of the memory-0 arm
+   (after the sweep, budget permitting), the same traces for both, the reflection
    as it was before issue 13 (the window's scenes and actions, "decision 1..n" chosen directly)
    against the agent's (each step with the env's gap/TTC figures before and after, reasoning, then
    the step): how often each blames the episode's first decision, and how often it picks the step
@@ -180,6 +181,12 @@ def compare_reflections(agent: Any, traces: list[dict[str, Any]]) -> dict[str, A
                      "after_step": pick["picked_step"], "figures_step": pick["figures_step"],
                      "after_reason": pick["reason"], "corrected": experience.decision,
                      "wrong_decision": wrong.decision, "reflection_s": round(time.perf_counter() - start, 2)})
+    return {**blame_table(rows), "rows": rows}
+
+
+def blame_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Before/after shares (with Wilson 95% intervals) of blaming the episode's first decision, the
+    window's first, and the step the figures point at."""
     n = len(rows)
 
     def share(key: str, test: Any) -> dict[str, Any]:
@@ -188,14 +195,13 @@ def compare_reflections(agent: Any, traces: list[dict[str, Any]]) -> dict[str, A
 
     return {
         "traces": n,
-        "only_one_decision": sum(r["length"] == 1 for r in rows),
+        "only_one_decision": sum(len(r["window"]) == 1 for r in rows),
         "before_first_of_episode": share("before_step", lambda s, r: s == 0),
         "after_first_of_episode": share("after_step", lambda s, r: s == 0),
         "before_first_of_window": share("before_step", lambda s, r: s == r["window"][0]),
         "after_first_of_window": share("after_step", lambda s, r: s == r["window"][0]),
         "before_agrees_with_figures": share("before_step", lambda s, r: s == r["figures_step"]),
         "after_agrees_with_figures": share("after_step", lambda s, r: s == r["figures_step"]),
-        "rows": rows,
     }
 
 
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory_growth": {},
         "results": [],
         "reflection": None,
+        "reflection_build": None,
         "skipped": [],
     }
 
@@ -294,16 +301,36 @@ def main(argv: list[str] | None = None) -> int:
     env = make_dilu_env(env_config={"duration": build_decisions})
     log = DrivingLog()
     built, build_start = 0, time.perf_counter()
+    before_picks: list[int | None] = []  # the pre-issue-13 reflection's pick on each crash trace the builder reflects on
+
+    class Paired:
+        """The builder, with the old reflection asked about the very trace the new one reflects on."""
+
+        def act(self, obs: Any, info: dict[str, Any]) -> int:
+            return builder.act(obs, info)
+
+        def reset(self, info: dict[str, Any]) -> None:
+            builder.reset(info)
+
+        def end_episode(self, record: Any) -> None:
+            if record.extra.get("crashed") and builder.trace:
+                before_picks.append(legacy_reflection_pick(builder, builder.trace))
+            builder.end_episode(record)
+
     while (len(memory) < target and built < args.build_episodes
            and time.perf_counter() - build_start < args.build_budget_min * 60):
-        run_episodes(log.wrap(builder), env, 1, seed=args.build_seed + built, max_steps=build_decisions,
+        run_episodes(log.wrap(Paired()), env, 1, seed=args.build_seed + built, max_steps=build_decisions,
                      success_fn=no_collision, extra_fn=log.extra, progress=False)
         built += 1
         out["memory_growth"] = {"model": spec, "episodes": built, "seeds": [args.build_seed, args.build_seed + built - 1],
                                 "sizes": builder.memory_sizes, "reflections": builder.reflections,
                                 "blame": builder.blame_counts(), "stats": memory.stats(),
                                 "choices": {s: c.as_dict() for s, c in builder.choice_stats.items()},
-                                "seconds": round(time.perf_counter() - build_start, 1)}
+                                "seconds": round(time.perf_counter() - build_start, 1),
+                                "decision_seconds": builder.decision_seconds}
+        out["reflection_build"] = blame_table(
+            [{"before_step": b, "after_step": r["wrong_step"], "figures_step": r["figures_step"], "window": r["window"]}
+             for b, r in zip(before_picks, builder.reflections)])
         save()
     env.close()
     export = work / f"memory_{tag}.jsonl"
