@@ -188,9 +188,12 @@ def test_cli_run_with_memory_and_approve_flags_then_eval(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_cli_ctrl_c_then_resume_keeps_memory(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
+    # a response cache of its own: answers cached by earlier runs would finish all 3 one-decision
+    # episodes before the Ctrl-C lands
+    fresh = {**os.environ, "LLMGUIDE_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([LLMGUIDE, "run", str(CONFIG), "--set", "episodes=3", *TINY, "--runs-dir", str(runs),
                              "--no-progress"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+                            stdin=subprocess.DEVNULL, text=True, env=fresh)
     deadline, run_dir = time.monotonic() + 600, None
     while time.monotonic() < deadline and proc.poll() is None:
         found = list(runs.glob("*/episodes.jsonl")) if runs.exists() else []
