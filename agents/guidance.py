@@ -199,10 +199,11 @@ class SubgoalRewardWrapper(gym.Wrapper):
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher")
         question = proposal.question
-        if self._pending is not None:
-            if question.key is not None and self._pending[2] == question.key and self._pending[1] == self._episode:
+        if self._pending is not None and self._pending[1] == self._episode:
+            if question.key is not None and self._pending[2] == question.key:
                 return  # the same situation is already being asked about
             self._ep.late_answers += 1  # superseded before it was answered: the situation moved on
+            # (a question still open from an earlier episode was counted late when that episode ended)
         future = self._worker.submit(self.teacher.answer, question)
         self._outstanding.append(future)
         self._pending = (future, self._episode, question.key)

@@ -2,7 +2,8 @@
 vs asynchronously (`guidance.asynchronous`), beside plain PPO, on the same seeds.
 
 MultiRoom lays out new rooms every episode, so the teacher's cache misses all
-the time: the case where a synchronous teacher stalls the learner. Arms run
+the time: the case where a synchronous teacher stalls the learner. The LLM
+response cache is off, so every question costs a real generation in every arm. Arms run
 interleaved (plain, sync, async for each repeat) so a loaded machine slows
 them alike; the figure is each arm's steps/s over plain's.
 
@@ -37,8 +38,9 @@ def run_arm(env: str, arm: str, steps: int, seed: int, work: Path, max_queries: 
     from llmguide import Experiment
 
     guidance = ARMS[arm]
+    # the response cache off: an arm run after another must not be answered from its cached answers
     teacher = None if guidance is None else {"type": "llm", "kind": "object", "max_queries": max_queries,
-                                             "llm_kwargs": {"n_threads": 1}}
+                                             "llm_kwargs": {"n_threads": 1, "cache": False}}
     result = Experiment(env=env, teacher=teacher, learner="PPO", total_steps=steps, seed=seed, n_envs=4,
                         guidance=guidance or {}, eval={"every": 0, "episodes": 1}, checkpoint_every=0,
                         run_dir=work / f"{arm}__{seed}").run()
