@@ -223,7 +223,7 @@ def arm_statistics(rows: list[dict[str, Any]], cap: int) -> dict[str, Any]:
         return {"iqm": found.value, "low": found.low, "high": found.high, "n": found.n}
 
     def success_at(row: dict[str, Any], budget: float) -> float:
-        seen = [v for s, v, _ in row["evals"] if s <= budget]
+        seen = [v for s, v, _ in row["evals"] if s <= budget and v is not None]
         return seen[-1] if seen else 0.0
 
     return {
@@ -256,7 +256,8 @@ def plot_results(rows: list[dict[str, Any]], out_dir: Path, prefix: str = "minig
             for r in runs:
                 pts, last, vals = {e[0]: e[1] for e in r["evals"]}, 0.0, []
                 for step in grid:
-                    last = pts.get(step, last)
+                    seen = pts.get(step)
+                    last = seen if seen is not None else last  # None: an evaluation skipped by the gate
                     vals.append(last)
                 series.append(vals)
             cols = list(zip(*series))
