@@ -176,7 +176,7 @@ class SubgoalRewardWrapper(gym.Wrapper):
         self._paid = 0.0
         self._ep = EpisodeTeacherStats()
         self._checked = False
-        #: on MiniGrid, the oracle that a teacher's proposals are scored against (see `_ask`)
+        #: on MiniGrid, the oracle that a teacher's proposals are scored against (see `_apply`)
         self._reference: Teacher | None = None
         #: asynchronous: a teacher's LLM question is answered on a worker thread while the env goes on
         self.asynchronous = asynchronous

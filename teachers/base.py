@@ -390,8 +390,8 @@ class Teacher:
 
         done = {s.key for s in achieved}
         options = [c for c in self.candidates(env) if c.key not in done] or self.candidates(env)
-        if seed is not None:
-            random.Random(f"{self.cache_key(env, achieved)}:{seed}").shuffle(options)
+        if seed is not None:  # the situation's own key, not a subclass's cache key, so every teacher lists alike
+            random.Random(f"{Teacher.cache_key(self, env, achieved)}:{seed}").shuffle(options)
         return options
 
     def candidates(self, env: gym.Env) -> list[Subgoal]:

@@ -128,8 +128,8 @@ def _formatter(template: str, eos: str, bos: str) -> Any:
 def chat_prompt_tokens(llama: Any, messages: list[dict[str, str]]) -> list[int]:
     """The tokens of ``messages`` rendered by the GGUF's own chat template, up to the assistant's turn.
 
-    The same rendering ``create_chat_completion`` uses for such models, so scoring
-    and generation share llama.cpp's prefix cache. Raises ``NotImplementedError``
+    The same rendering ``create_chat_completion`` uses for such models, so an
+    option is scored as the reply generation would give. Raises ``NotImplementedError``
     for a model without a template in its metadata (or with a custom chat handler).
     """
     template = llama.metadata.get("tokenizer.chat_template")

@@ -26,6 +26,8 @@ def test_first_option_takes_the_head_of_the_seeded_listing() -> None:
     for seed in range(4):
         teacher = FirstOptionTeacher("object", seed=seed)
         assert teacher.propose(env, {}).subgoal.text == teacher.listing(env, [], seed)[0].text
+    llm = SubgoalTeacher(FakeListChatModel(responses=["{}"]), "object", seed=3)
+    assert llm.listing(env, [], 3) == FirstOptionTeacher("object", seed=3).listing(env, [], 3)  # the same list
     layout = FirstOptionTeacher("object", seed=None)  # layout order: key first, the oracle's own plan
     assert layout.propose(env, {}).subgoal.text == OracleTeacher("object").propose(env, {}).subgoal.text
 
