@@ -22,8 +22,8 @@ questions per teacher instance (per process under SubprocVecEnv).
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -82,6 +82,14 @@ _ANSWER_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+def _generations_since(before: Any) -> int:
+    """Model runs past the response cache since the meter snapshot ``before``."""
+    from llmguide.llm import METER
+
+    after = METER.snapshot()
+    return max(0, (after.calls - after.cache_hits) - (before.calls - before.cache_hits))
+
+
 class SubgoalTeacher(Teacher):
     """An LLM proposes subgoals; the env validates them.
 
@@ -95,8 +103,8 @@ class SubgoalTeacher(Teacher):
         include_view: also put the agent's own view (`info["text"]`) in the prompt.
         llm_kwargs: passed to `llmguide.llm.load` (n_threads, n_gpu_layers, n_ctx, ...).
         option_order: ``shuffled`` (default): candidates listed in an order drawn from a hash of the
-            situation and ``seed``, deterministic but uninformative, and different per seed; ``layout``: keys, balls, boxes, doors, goal,
-            which on DoorKey is the plan itself, so a model that always takes the first option
+            situation and ``seed``, deterministic but uninformative, and different per seed;
+            ``layout``: keys, balls, boxes, doors, goal, which on DoorKey is the plan itself, so a model that always takes the first option
             would look like the oracle.
         seed: the run's seed: it draws the option order and is part of the cache key, so
             seeds do not share one table of answers.
@@ -212,10 +220,8 @@ class SubgoalTeacher(Teacher):
         before = METER.snapshot()
         options = [c.text for c in question.candidates]
         picked = choose(self.llm, question.messages, options, retries=self.retries)
-        after = METER.snapshot()
-        generations = (after.calls - after.cache_hits) - (before.calls - before.cache_hits)
         subgoal = next(c for c in question.candidates if c.text == picked)
-        return Proposal(subgoal, llm_queries=1, llm_generations=max(0, generations))
+        return Proposal(subgoal, llm_queries=1, llm_generations=_generations_since(before))
 
     def _query(self, env: gym.Env, info: dict[str, Any], achieved: list[Subgoal]) -> Proposal:
         from llmguide.llm import METER, structured
@@ -243,9 +249,8 @@ class SubgoalTeacher(Teacher):
             if subgoal is None:
                 METER.count_fallback("invalid:subgoal")
                 invalid = 1  # one query that ended with no subgoal
-        after = METER.snapshot()
-        generations = (after.calls - after.cache_hits) - (before.calls - before.cache_hits)
-        return Proposal(subgoal, llm_queries=1, llm_generations=max(0, generations), invalid=invalid if subgoal is None else 0)
+        return Proposal(subgoal, llm_queries=1, llm_generations=_generations_since(before),
+                        invalid=invalid if subgoal is None else 0)
 
     def validate(self, env: gym.Env, answer: BaseModel | None) -> tuple[Subgoal | None, str]:
         """Turn a structured answer into a valid subgoal of this env, or say why not."""
