@@ -46,10 +46,13 @@ def transcript(messages: list[BaseMessage]) -> str:
 class ChatOpenAICompatible(ChatOpenAI):
     """``ChatOpenAI`` with readable errors for unreachable servers and option scoring."""
 
+    @property
+    def _server_url(self) -> str:
+        return str(self.openai_api_base or "https://api.openai.com/v1")
+
     def _unavailable(self, err: Exception) -> BackendUnavailableError:
-        url = str(self.openai_api_base or "https://api.openai.com/v1")
         return BackendUnavailableError(
-            f"LLM server {url} is unreachable ({type(err).__name__}). Is it running? "
+            f"LLM server {self._server_url} is unreachable ({type(err).__name__}). Is it running? "
             "Start a local one with `llmguide serve --port N`, or fix the URL in your `openai:MODEL@URL` spec."
         )
 
@@ -59,9 +62,8 @@ class ChatOpenAICompatible(ChatOpenAI):
         except (openai.APIConnectionError, openai.APITimeoutError) as err:
             raise self._unavailable(err) from err
         except (openai.RateLimitError, openai.InternalServerError) as err:
-            url = str(self.openai_api_base or "https://api.openai.com/v1")
             raise BackendUnavailableError(
-                f"LLM server {url} answered {err.status_code} after {self.max_retries} retries ({err.message}). "
+                f"LLM server {self._server_url} answered {err.status_code} after {self.max_retries} retries ({err.message}). "
                 "It is overloaded or failing: lower `requests_per_second`, raise `max_retries`, or give it "
                 "more capacity (another `llmguide serve` replica, or vLLM on a GPU host)."
             ) from err
