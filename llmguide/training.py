@@ -299,6 +299,8 @@ def train(method: TrainedMethod, settings: RunSettings, run_dir: Path) -> TrainO
             if remaining > 0:
                 model.learn(remaining, callback=callbacks, reset_num_timesteps=not resuming,
                             progress_bar=settings.progress)
+            else:  # stopped after its last step, before the end-of-run work: the callbacks still need the model
+                callbacks.init_callback(model)
         except KeyboardInterrupt:
             checkpointer.save()
             raise RunInterrupted(run_dir, f"step {int(model.num_timesteps):,} of {settings.total_steps:,}", True) from None

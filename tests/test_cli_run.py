@@ -136,3 +136,15 @@ def test_missing_config_and_eval_of_empty_dir(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no trained model" in result.output
     assert runner.invoke(app, ["eval", str(tmp_path), "--episodes", "0"]).exit_code == 2
     assert os.path.exists(tmp_path / "config.yaml")
+
+
+def test_resume_of_a_run_stopped_after_its_last_step_finishes_it(tmp_path: Path) -> None:
+    """A checkpoint at the final step but no end-of-run work (a sweep trial lost at that moment):
+    resuming trains nothing more and still evaluates, checkpoints and writes the record."""
+    from llmguide.core import prepare, run
+
+    cfg = {**TINY, "progress": False}
+    run(prepare(cfg), tmp_path)
+    (tmp_path / "metrics.json").unlink()
+    again = run(prepare({**cfg, "resume": True}), tmp_path)
+    assert again.steps == TINY["total_steps"] and again.resumes == 1 and (tmp_path / "metrics.json").exists()
