@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -153,6 +154,11 @@ class SubgoalRewardWrapper(gym.Wrapper):
     episode's latest question (else it is only cached). Counted per episode:
     ``deferred``, ``steps_waiting``, ``late_answers``.
 
+    ``batched=True``: an uncached question is held (`take_question`) for a
+    VecEnv-level wrapper (`llmguide.agents.vec_guidance.BatchedTeacherVecEnv`)
+    that answers every env's question of this step in one batch and hands
+    each answer back (`receive`) before the learner sees the step.
+
     Example:
         >>> from llmguide.envs.minigrid import make_minigrid
         >>> from llmguide.teachers import OracleTeacher
@@ -163,11 +169,14 @@ class SubgoalRewardWrapper(gym.Wrapper):
     """
 
     def __init__(
-        self, env: gym.Env, teacher: Teacher, *, bonus: float = 0.1, max_bonus: float = 0.3, asynchronous: bool = False
+        self, env: gym.Env, teacher: Teacher, *, bonus: float = 0.1, max_bonus: float = 0.3, asynchronous: bool = False,
+        batched: bool = False,
     ) -> None:
         super().__init__(env)
         if not 0 <= bonus <= max_bonus < 1:
             raise ValueError(f"need 0 <= bonus <= max_bonus < 1, got bonus={bonus}, max_bonus={max_bonus}")
+        if asynchronous and batched:
+            raise ValueError("choose asynchronous or batched teacher queries, not both")
         self.teacher = teacher
         self.bonus = float(bonus)
         self.max_bonus = float(max_bonus)
@@ -184,13 +193,34 @@ class SubgoalRewardWrapper(gym.Wrapper):
         self._pending: Any = None  # (Future, episode number, situation key) of the open question
         self._outstanding: list[Any] = []  # every question not yet collected (its cost still to count)
         self._episode = 0
+        #: batched: the question held for the VecEnv wrapper, with the step's info it was asked at
+        self.batched = batched
+        self._held: tuple[Any, dict[str, Any]] | None = None
 
     def _ask(self, info: dict[str, Any]) -> None:
-        proposal = self.teacher.propose(self.env, info, self.achieved, defer=self.asynchronous)
+        proposal = self.teacher.propose(self.env, info, self.achieved, defer=self.asynchronous or self.batched)
+        if proposal.question is not None and self.batched:
+            self._held, self.current = (proposal.question, info), None
+            return
         if proposal.question is not None:
             self._defer(proposal)
             return
         self._use(proposal, info)
+
+    def take_question(self) -> Any:
+        """Batched mode: the question this env asked in its last step or reset (None: none),
+        for the VecEnv wrapper to answer with the other envs' questions."""
+        return self._held[0] if self._held is not None else None
+
+    def receive(self, proposal: Any) -> dict[str, Any]:
+        """Batched mode: the answer to `take_question`'s question, used as if it had come at
+        once; returns what the step's outputs above this wrapper show of it (the subgoal's
+        text and its `encode_subgoal` vector), for the VecEnv wrapper to patch in."""
+        if self._held is None:
+            raise RuntimeError("receive() without a held question: call take_question() first")
+        (_, info), self._held = self._held, None
+        self._use(proposal, info)
+        return {"subgoal": self.current.text if self.current else None, "vector": encode_subgoal(self.current, self.env)}
 
     def _defer(self, proposal: Any) -> None:
         """Send the question to the worker; until its answer comes the agent has no subgoal."""
@@ -249,6 +279,7 @@ class SubgoalRewardWrapper(gym.Wrapper):
                 self._reference = OracleTeacher(self.teacher.kind, cache=None)
         self._episode += 1  # an answer to an earlier episode's question is cached, not used
         self.achieved, self._paid, self._ep = [], 0.0, EpisodeTeacherStats()
+        self._held = None  # a question of the last episode no VecEnv wrapper collected
         self._ask(info)
         info["subgoal"] = self.current.text if self.current else None
         return obs, info
@@ -317,11 +348,15 @@ def make_minigrid_env(
     max_bonus: float = 0.3,
     env_kwargs: dict[str, Any] | None = None,
     asynchronous: bool = False,
+    batched: bool = False,
+    hindsight: str | Path | bool | None = None,
 ) -> Callable[[], gym.Env]:
     """A picklable thunk building one env for SB3's `make_vec_env`.
 
     No teacher: the plain env (no language view: plain runs pay nothing for
-    guidance). With a teacher: language view -> reward wrapper -> observation.
+    guidance). With a teacher: language view -> (hindsight recorder) -> reward
+    wrapper -> observation. ``hindsight``: a JSONL path the recorder appends the
+    successful episodes' examples to (True: the situation only, nothing written).
     """
 
     def thunk() -> gym.Env:
@@ -329,8 +364,14 @@ def make_minigrid_env(
 
         env = make_minigrid(env_id, text=teacher is not None, **(env_kwargs or {}))
         guide = None
+        if teacher is not None and hindsight:
+            from llmguide.agents.hindsight import HindsightRecorder
+
+            env = HindsightRecorder(env, None if hindsight is True else hindsight)
         if teacher is not None:
-            env = guide = SubgoalRewardWrapper(env, teacher, bonus=bonus, max_bonus=max_bonus, asynchronous=asynchronous)
+            env = guide = SubgoalRewardWrapper(
+                env, teacher, bonus=bonus, max_bonus=max_bonus, asynchronous=asynchronous, batched=batched
+            )
         env = SubgoalObservation(env, guide) if observe_subgoal else FlatImage(env)
         return SuccessInfo(env)
 

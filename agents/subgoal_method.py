@@ -52,11 +52,17 @@ class GuidanceConfig(BaseModel):
     observe_subgoal: bool = Field(False, description="Dict observation with the current subgoal.")
     asynchronous: bool = Field(False, description="The learner never waits on the LLM: uncached questions are "
                                "answered on a worker thread while training goes on without a subgoal.")
+    batched: bool = Field(False, description="The envs' uncached questions of a step are answered in one batch "
+                          "by a VecEnv wrapper (repeats asked once) instead of one call per env.")
+    batch_concurrency: PositiveInt = Field(1, description="Questions of a batch in flight at once (>1 only helps "
+                                           "a server that answers in parallel, e.g. vLLM).")
 
     @model_validator(mode="after")
     def _bonus_below_cap(self) -> GuidanceConfig:
         if self.bonus > self.max_bonus:
             raise ValueError(f"need bonus <= max_bonus, got {self.bonus} > {self.max_bonus}")
+        if self.batched and self.asynchronous:
+            raise ValueError("guidance: choose asynchronous or batched, not both")
         return self
 
 
@@ -203,7 +209,16 @@ class SubgoalMethod(TrainedMethod):
         return make_minigrid_env(
             self.config.env, None if for_eval else self.teacher, observe_subgoal=g.observe_subgoal,
             bonus=g.bonus, max_bonus=g.max_bonus, env_kwargs=self.config.env_kwargs, asynchronous=g.asynchronous,
+            batched=g.batched and not for_eval,
         )
+
+    def wrap_vec_env(self, venv: Any) -> Any:
+        """With ``guidance.batched``, the teacher questions of a step are answered in one batch."""
+        if not self.config.guidance.batched or self.teacher is None:
+            return venv
+        from llmguide.agents.vec_guidance import BatchedTeacherVecEnv
+
+        return BatchedTeacherVecEnv(venv, self.teacher, concurrency=self.config.guidance.batch_concurrency)
 
     def policy_name(self) -> str:
         dict_obs = self.config.guidance.observe_subgoal
