@@ -21,6 +21,17 @@ short keeps what it measured):
 4. optionally the cells of --gen-sizes at density 3 and with 5 lanes, and an SB3 DQN (--dqn-steps).
 Cells past --budget-min are recorded as skipped, not run.
 
+Speed (--profile N, before phase 1): on N first-decision scenes (seeds 2000...), without and with the
+retrieved experiences, the decision's three parts timed apart — the prompt's evaluation (a 1-token
+generation), the reasoning's generation (--cot-tokens tokens on the now-evaluated prompt: seconds per
+generated token) and the scored `choose` — with their token counts, so the gap to 1 s per decision
+has a measured cause.
+
+A cheaper build (--memory-from FILE): the build memory starts from an earlier build's JSONL export
+(same agent, earlier build seeds) and phase 1 only adds the rest, from --build-seed on;
+--no-build-pairing skips asking the pre-issue reflection about each build crash (phase 3's
+comparison on build traces was already run).
+
 Example:
     python benchmarks/dilu_highway.py --episodes 20 --decisions 10 --sizes 0,5,20,40 --budget-min 40
 """
@@ -71,6 +82,7 @@ def sweep_row(spec: str, size: int, arm: dict[str, Any]) -> dict[str, Any]:
         "decisions": steps,
         "llm_calls_per_decision": arm["calls"] / max(steps, 1),
         "seconds_per_decision": arm["seconds"] / max(steps, 1),
+        "cpu_seconds_per_decision": arm.get("cpu", 0.0) / max(steps, 1),
         "agent_seconds_per_decision": {
             "mean": sum(seconds) / len(seconds) if seconds else None,
             "median": seconds[len(seconds) // 2] if seconds else None,
@@ -205,6 +217,70 @@ def blame_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _code_state() -> dict[str, Any]:
+    """The commit the run used, and the files that differed from it (the tree is shared)."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "modified": git("diff", "--name-only", "HEAD").splitlines()}
+
+
+def speed_profile(agent: Any, scenes: int, cot_tokens: int, seed: int = 2000) -> dict[str, Any]:
+    """Where a decision's seconds go: prompt evaluation, reasoning generation, scored choice, timed apart.
+
+    Each scene is a fresh first-decision scene, asked without and with the agent's retrieved experiences."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from llmguide.agents.dilu import _text, lanes_scene, make_dilu_env
+    from llmguide.llm import METER
+
+    env = make_dilu_env(env_config={"duration": 1})
+    agent.llm.invoke([HumanMessage(content="Warm-up: say yes.")], max_tokens=1)  # the model loads on first use
+    rows = []
+    for i in range(scenes):
+        _, info = env.reset(seed=seed + i)
+        available = list(info["valid_actions"])
+        scene = lanes_scene(info["figures"], available)
+        found = agent._shots(scene)
+        for shots in [[], found] if found else [[]]:
+            messages = agent.prompt(scene, shots)
+            m0, t0, c0 = METER.snapshot(), time.perf_counter(), time.process_time()
+            agent.llm.invoke(messages, max_tokens=1)  # evaluates the prompt (its unseen part)
+            m1, t1, c1 = METER.snapshot(), time.perf_counter(), time.process_time()
+            reasoning = _text(agent.llm.invoke(messages, max_tokens=cot_tokens))  # the prompt is held: generation
+            m2, t2, c2 = METER.snapshot(), time.perf_counter(), time.process_time()
+            default = "IDLE" if "IDLE" in available else available[0]
+            agent._choose("profile", [*messages, AIMessage(content=reasoning or "(no reasoning)"),
+                                      HumanMessage(content="So the final decision is:")], available, default)
+            t3, c3 = time.perf_counter(), time.process_time()
+            generated = m2.completion_tokens - m1.completion_tokens
+            rows.append({"scene_seed": seed + i, "shots": len(shots), "prompt_tokens": m1.prompt_tokens - m0.prompt_tokens,
+                         "prompt_eval_s": round(t1 - t0, 3), "generated_tokens": generated,
+                         "generation_s": round(t2 - t1, 3),
+                         "ms_per_generated_token": round(1000 * (t2 - t1) / generated, 1) if generated else None,
+                         "choose_s": round(t3 - t2, 3), "options": len(available),
+                         # CPU seconds of this process (all its threads): what the parts cost without the load
+                         "prompt_eval_cpu_s": round(c1 - c0, 3), "generation_cpu_s": round(c2 - c1, 3),
+                         "cpu_ms_per_generated_token": round(1000 * (c2 - c1) / generated, 1) if generated else None,
+                         "choose_cpu_s": round(c3 - c2, 3),
+                         "cache_hits": m2.cache_hits - m0.cache_hits})
+    env.close()
+
+    def mean(key: str, with_shots: bool) -> float | None:
+        xs = [r[key] for r in rows if (r["shots"] > 0) == with_shots and r[key] is not None]
+        return round(sum(xs) / len(xs), 3) if xs else None
+
+    keys = ("prompt_tokens", "prompt_eval_s", "generated_tokens", "generation_s", "ms_per_generated_token", "choose_s",
+            "prompt_eval_cpu_s", "generation_cpu_s", "cpu_ms_per_generated_token", "choose_cpu_s")
+    return {"rows": rows, "load_average": [round(x, 2) for x in os.getloadavg()],
+            "mean_without_shots": {k: mean(k, False) for k in keys}, "mean_with_shots": {k: mean(k, True) for k in keys}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llm", default="smollm2", help="Model spec (smollm2, gguf:PATH, openai:...).")
@@ -228,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true", help="Skip the always-IDLE and random baselines.")
     parser.add_argument("--budget-min", type=float, default=40.0, help="Wall-clock budget for the LLM cells.")
     parser.add_argument("--build-budget-min", type=float, default=8.0, help="Wall-clock budget for building the memory.")
+    parser.add_argument("--memory-from", default=None, help="Start the build memory from this JSONL export.")
+    parser.add_argument("--no-build-pairing", action="store_true",
+                        help="Build without asking the pre-issue reflection about each crash (saves a call a crash).")
+    parser.add_argument("--profile", type=int, default=0, help="Scenes in the speed profile (0 = skip).")
     parser.add_argument("--work-dir", default=str(ROOT / "runs" / "bench_dilu"), help="Memories and the DQN model.")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dilu_highway.json"))
     args = parser.parse_args(argv)
@@ -259,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         "reflection": None,
         "reflection_build": None,
         "skipped": [],
+        "code": _code_state(),
     }
 
     def save() -> None:
@@ -295,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     if build_dir.exists():
         shutil.rmtree(build_dir)
     memory = ExperienceMemory(build_dir)
+    if args.memory_from:
+        out["memory_seeded_from"] = {"path": args.memory_from, "experiences": memory.import_jsonl(args.memory_from)}
+        save()
+    if args.profile > 0:
+        out["speed_profile"] = speed_profile(agent_for(memory, learn=False), args.profile, args.cot_tokens)
+        save()
     builder = agent_for(memory, learn=True)
     target = max(sizes)
     build_decisions = args.build_decisions or args.decisions
@@ -313,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             builder.reset(info)
 
         def end_episode(self, record: Any) -> None:
-            if record.extra.get("crashed") and builder.trace:
+            if record.extra.get("crashed") and builder.trace and not args.no_build_pairing:
                 before_picks.append(legacy_reflection_pick(builder, builder.trace))
             builder.end_episode(record)
 
@@ -328,9 +415,10 @@ def main(argv: list[str] | None = None) -> int:
                                 "choices": {s: c.as_dict() for s, c in builder.choice_stats.items()},
                                 "seconds": round(time.perf_counter() - build_start, 1),
                                 "decision_seconds": builder.decision_seconds}
-        out["reflection_build"] = blame_table(
-            [{"before_step": b, "after_step": r["wrong_step"], "figures_step": r["figures_step"], "window": r["window"]}
-             for b, r in zip(before_picks, builder.reflections)])
+        if not args.no_build_pairing:
+            out["reflection_build"] = blame_table(
+                [{"before_step": b, "after_step": r["wrong_step"], "figures_step": r["figures_step"],
+                  "window": r["window"]} for b, r in zip(before_picks, builder.reflections)])
         save()
     env.close()
     export = work / f"memory_{tag}.jsonl"
@@ -361,10 +449,11 @@ def main(argv: list[str] | None = None) -> int:
             break
         for n, arm in arms.items():
             agent, log = arm["agent"], DrivingLog()
-            calls0, start = METER.snapshot().calls, time.perf_counter()
+            calls0, start, cpu0 = METER.snapshot().calls, time.perf_counter(), time.process_time()
             (record,) = run_episodes(log.wrap(agent), env, 1, seed=args.eval_seed + i, max_steps=args.decisions,
                                      success_fn=no_collision, extra_fn=log.extra, progress=False)
             arm["seconds"] += time.perf_counter() - start
+            arm["cpu"] = arm.get("cpu", 0.0) + time.process_time() - cpu0
             arm["calls"] += METER.snapshot().calls - calls0
             arm["records"].append(record)
             if n == 0 and record.extra.get("crashed"):
