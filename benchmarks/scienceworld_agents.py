@@ -144,17 +144,18 @@ def main(argv: list[str] | None = None) -> int:
                    "run_dir": str(run_dir)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("episode_scores", "config")}), flush=True)
-    report = None
-    try:
-        from llmguide.report import build_report
-
-        report = str(build_report(run_dirs, args.report))
-    except Exception as err:  # the table in the JSON stands on its own
-        print(f"report skipped: {type(err).__name__}: {err}", file=sys.stderr)
     command = "python benchmarks/scienceworld_agents.py " + " ".join(argv if argv is not None else sys.argv[1:])
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     mine = {_row_key(r) for r in rows}
     kept = [r for r in old.get("rows", []) if "config" in r and _row_key(r) not in mine]  # pre-merge rows dropped
+    report = None
+    try:  # over every row's run, this invocation's and the earlier ones'
+        from llmguide.report import build_report
+
+        every = [Path(r["run_dir"]) for r in kept if Path(r["run_dir"]).is_dir()] + run_dirs
+        report = str(build_report(every, args.report))
+    except Exception as err:  # the table in the JSON stands on its own
+        print(f"report skipped: {type(err).__name__}: {err}", file=sys.stderr)
     invocation = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "arms": args.arms,
                   "seeds": seeds, "config": base, "wall_s": round(time.perf_counter() - start, 1),
                   "load_average_end": [round(x, 2) for x in os.getloadavg()], "report": report}
