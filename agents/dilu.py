@@ -58,7 +58,7 @@ import gymnasium as gym
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from llmguide.agents.loop import EpisodeRecord
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from llmguide.config import AgentConfig
 from llmguide.errors import ConfigError
@@ -598,6 +598,23 @@ def make_dilu_env(env_id: str = "highway-v0", env_config: Mapping[str, Any] | No
 
 
 # -- the method ---------------------------------------------------------------------------------
+class MemoryServer(BaseModel):
+    """An experience memory on a Chroma server (``chroma run --path DIR --port N``) that learners
+    on several nodes share; DIR stays on that node's local disk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="http(s)://HOST:PORT of the Chroma server.")
+    collection: str = Field("experiences", description="Collection on the server (one per shared memory).")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        from llmguide.memory.vector import _server_url
+
+        return _server_url(url)
+
+
 class DiLuConfig(AgentConfig):
     """`method: dilu` — DiLu's driver on highway-env; `episodes` is the run's budget, `decisions` each episode's."""
 
@@ -615,8 +632,10 @@ class DiLuConfig(AgentConfig):
     scene: Literal["lanes", "full"] = Field("lanes", description="lanes: per lane the vehicle ahead/behind with gap "
                                             "and time-to-collision from the env's state; full: the env's text of "
                                             "every observed vehicle (about 3x the tokens).")
-    memory: Path | None = Field(None, description="Experience-memory directory (null = RUN_DIR/memory); one fixed "
-                                "path keeps learning across runs (`llmguide memory stats PATH`).")
+    memory: MemoryServer | Path | None = Field(
+        None, description="Experience-memory directory (null = RUN_DIR/memory); one fixed path keeps learning "
+        "across runs (`llmguide memory stats PATH`); {url: http://HOST:PORT} (or the URL alone) shares one "
+        "memory on a Chroma server across processes and nodes.")
     learn: bool = Field(True, description="Store experiences (false = drive with a frozen memory).")
     reflect: bool = Field(True, description="After a collision, correct the wrong decision and store it.")
     reflection_window: PositiveInt = Field(5, description="Decisions before the crash the reflection examines.")
@@ -636,11 +655,18 @@ class DiLuConfig(AgentConfig):
     def _not_a_key(cls, value: Any) -> Any:
         raise ValueError("dilu's per-episode cap is `decisions`; set that instead")
 
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _url_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return {"url": value}
+        return value
+
     @field_validator("memory")
     @classmethod
-    def _absolute(cls, path: Path | None) -> Path | None:
+    def _absolute(cls, path: MemoryServer | Path | None) -> MemoryServer | Path | None:
         # kept absolute in the run's config.yaml, so `--resume` and `eval` find it from any folder
-        return path.expanduser().resolve() if path is not None else None
+        return path.expanduser().resolve() if isinstance(path, Path) else path
 
     @model_validator(mode="after")
     def _cap_from_decisions(self) -> DiLuConfig:
@@ -680,7 +706,9 @@ class DiLuMethod(AgentMethod):
         from llmguide.memory import ExperienceMemory
 
         cfg = self.config
-        memory = ExperienceMemory(self.memory_path)
+        mem = self.memory_path
+        memory = (ExperienceMemory(url=mem.url, collection=mem.collection) if isinstance(mem, MemoryServer)
+                  else ExperienceMemory(mem))
         self.agent = DiLuAgent(
             llm=self.objects.get("llm") or load(cfg.llm, n_ctx=cfg.n_ctx), memory=memory, k=cfg.k, reflect=cfg.reflect,
             learn=cfg.learn and not for_eval, approve=console_approve if cfg.approve else None,
@@ -742,7 +770,8 @@ class DiLuMethod(AgentMethod):
             "llm": self.config.llm,
             "mean_speed": state["speed_sum"] / n,
             "decisions_survived_mean": state["survived_sum"] / n,
-            "memory_path": str(self.memory_path),
+            "memory_path": (f"{self.memory_path.url}#{self.memory_path.collection}"
+                            if isinstance(self.memory_path, MemoryServer) else str(self.memory_path)),
             "memory_size_before": state["memory_size_before"],
             "memory_size_after": len(self.agent.memory) if self.agent is not None and self.agent.memory is not None else None,
             "memory_sizes": state["memory_sizes"],

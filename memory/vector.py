@@ -15,6 +15,13 @@ schema, one that is damaged, or one that is not a memory at all raises
 `CorruptStoreError` with the fix. Records are added one batch (one episode)
 per upsert, so an interrupted run loses at most the episode in progress.
 
+Server mode (``url="http://host:port"``): the memory is a collection on a
+Chroma server (``chroma run --path DIR --port N``) that learners on several
+nodes read and write at once; the schema record lives in the collection's
+metadata instead of a file. Records keep content ids, so two nodes storing
+the same experience store it once. Embeddings are computed on each client,
+so every client must use the same embeddings (checked against the record).
+
 Example:
     >>> mem = ExperienceMemory("runs/mem")                      # doctest: +SKIP
     >>> mem.add([Experience("You drive in the second lane ...", "IDLE", "keep distance")])  # doctest: +SKIP
@@ -160,7 +167,8 @@ def _check_dir(path: Path) -> dict[str, Any] | None:
 class ExperienceMemory:
     """A persistent, deduplicated vector memory of experiences (Chroma + local embeddings).
 
-    ``path`` None keeps the memory in this process only. ``near_duplicate``:
+    ``path`` None keeps the memory in this process only; ``url`` (instead of a
+    path) opens it on a Chroma server shared by many processes and nodes. ``near_duplicate``:
     an experience whose scene is at least this cosine-similar to a stored one
     with the same decision is not stored again (None = exact duplicates only).
     """
@@ -169,11 +177,15 @@ class ExperienceMemory:
         self,
         path: str | Path | None = None,
         *,
+        url: str | None = None,
         embeddings: Embeddings | None = None,
         collection: str = "experiences",
         near_duplicate: float | None = 0.995,
     ) -> None:
+        if path is not None and url is not None:
+            raise ConfigError(f"Give a memory directory or a Chroma server URL, not both (path={path}, url={url}).")
         self.path = Path(path).expanduser() if path is not None else None
+        self.url = _server_url(url) if url is not None else None
         self.collection = collection
         self.near_duplicate = near_duplicate
         record = _check_dir(self.path) if self.path is not None else None
@@ -192,6 +204,8 @@ class ExperienceMemory:
             if record.get("collection"):
                 self.collection = str(record["collection"])
         self.store = self._open_store()
+        if self.url is not None:
+            self._check_server_record()
         if self.path is not None and record is None:
             self._write_schema()
         self._next_seq = self._max_seq() + 1
@@ -206,6 +220,8 @@ class ExperienceMemory:
 
             raise MissingDependencyError(f"The vector memory needs chromadb and langchain-chroma ({err}).") from err
         settings = Settings(anonymized_telemetry=False, allow_reset=True)
+        if self.url is not None:
+            return self._open_server_store(Chroma, settings)
         # In-process Chroma clients share one database per process: keep each in-memory store apart.
         name = self.collection if self.path is not None else f"{self.collection}-{uuid.uuid4().hex[:8]}"
         try:
@@ -222,6 +238,53 @@ class ExperienceMemory:
                 f"Cannot open the memory at {where}: {type(err).__name__}: {err}. "
                 f"Restore it from a JSONL export into a new directory."
             ) from err
+
+    def _schema_record(self) -> dict[str, Any]:
+        return {"kind": _KIND, "schema_version": SCHEMA_VERSION, "collection": self.collection,
+                "embedding": _embedding_name(self.embeddings)}
+
+    def _open_server_store(self, chroma: Any, settings: Any) -> Any:
+        """The collection on the Chroma server at ``self.url``; unreachable -> one error naming it and the fix."""
+        import chromadb
+        from urllib.parse import urlsplit
+
+        from llmguide.errors import BackendUnavailableError
+
+        parts = urlsplit(self.url)
+        try:
+            client = chromadb.HttpClient(host=parts.hostname or "localhost", port=parts.port or 8000,
+                                         ssl=parts.scheme == "https", settings=settings)
+            client.heartbeat()
+        except Exception as err:  # chromadb raises ValueError / httpx errors for a server that is not there
+            raise BackendUnavailableError(
+                f"The Chroma server {self.url} of the experience memory is unreachable ({type(err).__name__}: {err}). "
+                f"Start it with `chroma run --path DIR --host 0.0.0.0 --port {parts.port or 8000}` (DIR on that "
+                f"node's local disk, not a network filesystem), or fix `memory.url`."
+            ) from None
+        meta = {"hnsw:space": "cosine", **{f"llmguide_{k}": v for k, v in self._schema_record().items()}}
+        return chroma(collection_name=self.collection, embedding_function=self.embeddings, client=client,
+                      collection_metadata=meta)
+
+    def _check_server_record(self) -> None:
+        """A server collection written by a newer schema, another kind or other embeddings is refused."""
+        meta = dict(self.store._collection.metadata or {})
+        kind, version = meta.get("llmguide_kind"), int(meta.get("llmguide_schema_version", SCHEMA_VERSION))
+        where = f"collection {self.collection!r} on {self.url}"
+        if kind is not None and kind != _KIND:
+            raise CorruptStoreError(f"The {where} is not an llmguide memory ({kind!r}); use another collection name.")
+        if kind is None and len(self):
+            raise CorruptStoreError(f"The {where} holds records not written by llmguide; use another collection name.")
+        if version > SCHEMA_VERSION:
+            raise CorruptStoreError(
+                f"The {where} was written by a newer llmguide (schema {version}, this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade llmguide on this node."
+            )
+        stored = meta.get("llmguide_embedding")
+        if stored and stored != _embedding_name(self.embeddings):
+            raise ConfigError(
+                f"The {where} was embedded with {stored!r}, not {_embedding_name(self.embeddings)!r}; "
+                f"open it with the same embeddings on every node."
+            )
 
     def _write_schema(self) -> None:
         assert self.path is not None
@@ -310,6 +373,7 @@ class ExperienceMemory:
         items = self.all()
         return {
             "path": str(self.path) if self.path is not None else None,
+            "url": self.url,
             "schema_version": SCHEMA_VERSION,
             "collection": self.collection,
             "embedding": _embedding_name(self.embeddings),
@@ -322,7 +386,12 @@ class ExperienceMemory:
     def clear(self) -> int:
         """Remove every record (the directory stays a valid, empty memory); returns how many were removed."""
         n = len(self)
-        self.store.reset_collection()
+        if self.url is not None:  # other clients hold the collection's id: empty it, never drop it
+            ids = self.store.get(include=[])["ids"]
+            for start in range(0, len(ids), 1000):
+                self.store._collection.delete(ids=ids[start : start + 1000])
+        else:
+            self.store.reset_collection()
         self._next_seq = 0
         return n
 
@@ -364,7 +433,22 @@ class ExperienceMemory:
         return self.add(batch)
 
     def __repr__(self) -> str:
-        return f"ExperienceMemory(path={str(self.path) if self.path else None!r}, count={len(self)})"
+        where = f"url={self.url!r}" if self.url else f"path={str(self.path) if self.path else None!r}"
+        return f"ExperienceMemory({where}, count={len(self)})"
+
+
+def _server_url(url: str) -> str:
+    """``http(s)://host[:port]`` (port 8000 when absent), or a ConfigError saying what is wrong."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(url).strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.path.strip("/"):
+        raise ConfigError(f"Memory server URL {url!r} is not http(s)://HOST:PORT (e.g. http://10.0.0.5:8000).")
+    return f"{parts.scheme}://{parts.hostname}:{port or 8000}"
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
