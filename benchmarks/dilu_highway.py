@@ -223,7 +223,7 @@ def _code_state() -> dict[str, Any]:
 
     def git(*a: str) -> str:
         try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=20, check=False).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -235,8 +235,8 @@ def speed_profile(agent: Any, scenes: int, cot_tokens: int, seed: int = 2000) ->
 
     Each scene is a fresh first-decision scene, asked without and with the agent's retrieved experiences."""
     from langchain_core.messages import AIMessage, HumanMessage
-
     from llmguide.agents.dilu import _text, lanes_scene, make_dilu_env
+
     from llmguide.llm import METER
 
     env = make_dilu_env(env_config={"duration": 1})

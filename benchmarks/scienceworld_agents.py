@@ -105,6 +105,40 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def save(args: argparse.Namespace, base: dict, seeds: list[int], rows: list[dict], run_dirs: list[Path], start: float,
+         report: bool) -> dict:
+    """Merge this invocation's rows into --out (replacing rows with the same arm, seed and config) and
+    rewrite its summary; with ``report`` also build the report over every merged row's run."""
+    from llmguide.rundir import write_json
+
+    command = "python benchmarks/scienceworld_agents.py " + " ".join(args.argv)
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    mine = {_row_key(r) for r in rows}
+    kept = [r for r in old.get("rows", []) if "config" in r and _row_key(r) not in mine]  # pre-merge rows dropped
+    built = None
+    if report:
+        try:  # over every row's run, this invocation's and the earlier ones'
+            from llmguide.report import build_report
+
+            every = [Path(r["run_dir"]) for r in kept if Path(r["run_dir"]).is_dir()] + run_dirs
+            built = str(build_report(every, args.report))
+        except Exception as err:  # the table in the JSON stands on its own
+            print(f"report skipped: {type(err).__name__}: {err}", file=sys.stderr)
+    invocation = {"command": command, "date": args.date, "arms": args.arms, "seeds": seeds, "config": base,
+                  "wall_s": round(time.perf_counter() - start, 1), "finished": report,
+                  "load_average_end": [round(x, 2) for x in os.getloadavg()], "report": built}
+    earlier = [i for i in old.get("invocations", []) if "command" in i and i.get("id") != args.date_id]
+    out = {
+        "benchmark": "scienceworld", "machine": f"{platform.machine()}, {os.cpu_count()}-core CPU, no GPU (shared)",
+        "python": platform.python_version(),
+        "invocations": earlier + [{"id": args.date_id, **invocation}],
+        "rows": kept + rows,
+    }
+    out["summary"] = summarize(out["rows"])
+    write_json(args.out, out)
+    return invocation
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="find-living-thing,boil,melt")
@@ -119,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scienceworld.json"))
     parser.add_argument("--report", type=Path, default=Path("benchmarks/results/scienceworld_report"))
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    args.date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    args.date_id = f"{time.time_ns()}-{os.getpid()}"
 
     from llmguide.core import prepare, run
-    from llmguide.rundir import make_run_dir, write_json
+    from llmguide.rundir import make_run_dir
 
     tasks = [t for t in args.tasks.split(",") if t]
     base = {
@@ -144,29 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                    "run_dir": str(run_dir)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("episode_scores", "config")}), flush=True)
-    command = "python benchmarks/scienceworld_agents.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    mine = {_row_key(r) for r in rows}
-    kept = [r for r in old.get("rows", []) if "config" in r and _row_key(r) not in mine]  # pre-merge rows dropped
-    report = None
-    try:  # over every row's run, this invocation's and the earlier ones'
-        from llmguide.report import build_report
-
-        every = [Path(r["run_dir"]) for r in kept if Path(r["run_dir"]).is_dir()] + run_dirs
-        report = str(build_report(every, args.report))
-    except Exception as err:  # the table in the JSON stands on its own
-        print(f"report skipped: {type(err).__name__}: {err}", file=sys.stderr)
-    invocation = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "arms": args.arms,
-                  "seeds": seeds, "config": base, "wall_s": round(time.perf_counter() - start, 1),
-                  "load_average_end": [round(x, 2) for x in os.getloadavg()], "report": report}
-    out = {
-        "benchmark": "scienceworld", "machine": f"{platform.machine()}, {os.cpu_count()}-core CPU, no GPU (shared)",
-        "python": platform.python_version(),
-        "invocations": [i for i in old.get("invocations", []) if "command" in i] + [invocation],
-        "rows": kept + rows,
-    }
-    out["summary"] = summarize(out["rows"])
-    write_json(args.out, out)
+            save(args, base, seeds, rows, run_dirs, start, report=False)  # a run cut short keeps the finished rows
+    invocation = save(args, base, seeds, rows, run_dirs, start, report=True)
     print(f"wrote {args.out} ({invocation['wall_s']:.0f} s)")
     return 0
 
