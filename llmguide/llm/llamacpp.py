@@ -109,13 +109,8 @@ def get_llama(
 
 def _to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
     roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-    out = []
-    for m in messages:
-        content = m.content
-        if isinstance(content, list):  # content parts -> plain text
-            content = "".join(p if isinstance(p, str) else p.get("text", "") for p in content)
-        out.append({"role": roles.get(m.type, "user"), "content": content})
-    return out
+    # ``.text`` joins content parts' text (images and tool blocks carry none for a text model).
+    return [{"role": roles.get(m.type, "user"), "content": str(m.text)} for m in messages]
 
 
 @functools.lru_cache(maxsize=8)
@@ -322,7 +317,10 @@ class ChatLlamaCpp(BaseChatModel):
             prompt = chat_prompt_tokens(llama, _to_openai_messages(messages))
             end = [llama.token_eos()]
             replies = [llama.tokenize(o.encode("utf-8"), add_bos=False, special=False) + end for o in options]
-            return _scorer(llama).score(prompt, replies)
+            scorer = _scorer(llama)
+            # The generation context may hold this prompt already (a reply was just generated to it).
+            scorer.adopt(llama.ctx, llama._input_ids[: llama.n_tokens].tolist(), prompt[:-1])
+            return scorer.score(prompt, replies)
 
     def with_structured_output(
         self,

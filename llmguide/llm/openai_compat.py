@@ -36,10 +36,7 @@ def transcript(messages: list[BaseMessage]) -> str:
     """
     turns = []
     for m in messages:
-        content = m.content
-        if isinstance(content, list):
-            content = "".join(p if isinstance(p, str) else p.get("text", "") for p in content)
-        turns.append(f"{_ROLES.get(m.type, 'User')}: {content}")
+        turns.append(f"{_ROLES.get(m.type, 'User')}: {m.text}")  # content parts -> their text
     return "\n\n".join([*turns, "Assistant:"])
 
 

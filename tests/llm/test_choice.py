@@ -80,6 +80,29 @@ def test_the_prompt_is_evaluated_once_for_all_options(smollm2: ChatLlamaCpp) -> 
     assert isinstance(answer.content, str)
 
 
+def test_scoring_after_generation_reuses_the_generation_contexts_prompt(smollm2: ChatLlamaCpp) -> None:
+    """An agent that reasons, then chooses (DiLu): the scorer copies the prompt's KV state from the
+    generation context instead of evaluating the prompt again, and scores as if it had."""
+    from langchain_core.messages import AIMessage
+    from llmguide.llm.llamacpp import _scorer
+
+    llama, _ = smollm2._llama()
+    scene = " ".join(f"Car {i} is {12 + 3 * i} m ahead in lane {i % 3}." for i in range(25))
+    messages = [HumanMessage(content=f"{scene} What should the ego car do?")]
+    reasoning = smollm2.invoke(messages, max_tokens=8).content
+    decision = [*messages, AIMessage(content=reasoning or "(none)"), HumanMessage(content="So the final decision is:")]
+    options = ["IDLE", "FASTER", "SLOWER", "LANE_LEFT"]
+    prompt = chat_prompt_tokens(llama, _to_openai_messages(decision))
+    smollm2.score_options([HumanMessage(content="Another question entirely?")], options)  # the scorer holds another prompt
+    adopted, evaluated = smollm2.score_options(decision, options)
+    assert evaluated < len(prompt) // 4  # the scene was not evaluated again
+    _scorer(llama).reset()  # the scorer alone, from nothing (score_options would adopt again)
+    replies = [llama.tokenize(o.encode(), add_bos=False) + [llama.token_eos()] for o in options]
+    fresh, evaluated_fresh = _scorer(llama).score(prompt, replies)
+    assert evaluated_fresh > len(prompt) - 2
+    assert adopted == pytest.approx(fresh, abs=0.3)  # same state, other batch layout: small numeric drift only
+
+
 @pytest.mark.slow
 def test_scoring_is_permutation_consistent_on_the_benchmark_probes(smollm2: ChatLlamaCpp) -> None:
     """The benchmark's DoorKey and highway probes (its defaults; Crafter's take minutes to find),
