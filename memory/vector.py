@@ -245,8 +245,9 @@ class ExperienceMemory:
 
     def _open_server_store(self, chroma: Any, settings: Any) -> Any:
         """The collection on the Chroma server at ``self.url``; unreachable -> one error naming it and the fix."""
-        import chromadb
         from urllib.parse import urlsplit
+
+        import chromadb
 
         from llmguide.errors import BackendUnavailableError
 
@@ -260,7 +261,7 @@ class ExperienceMemory:
                 f"The Chroma server {self.url} of the experience memory is unreachable ({type(err).__name__}: {err}). "
                 f"Start it with `chroma run --path DIR --host 0.0.0.0 --port {parts.port or 8000}` (DIR on that "
                 f"node's local disk, not a network filesystem), or fix `memory.url`."
-            ) from None
+            ) from err
         meta = {"hnsw:space": "cosine", **{f"llmguide_{k}": v for k, v in self._schema_record().items()}}
         return chroma(collection_name=self.collection, embedding_function=self.embeddings, client=client,
                       collection_metadata=meta)

@@ -11,11 +11,11 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from stable_baselines3.common.vec_env import DummyVecEnv
-
 from llmguide.agents.guidance import make_minigrid_env
 from llmguide.agents.vec_guidance import BatchedTeacherVecEnv, answer_batch
 from llmguide.teachers import SubgoalTeacher
+from pydantic import Field
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 ENV = "MiniGrid-DoorKey-5x5-v0"
 N_ENVS = 4
@@ -25,7 +25,7 @@ class PromptChat(BaseChatModel):
     """Answers by a hash of the prompt (so call order cannot change an answer) and records
     what was asked and from where."""
 
-    log: list[tuple[str, str]] = []
+    log: list[tuple[str, str]] = Field(default_factory=list)
     phase: str = "env"
 
     @property
@@ -117,9 +117,8 @@ def test_a_repeated_question_in_one_batch_is_asked_once() -> None:
 
 
 def test_batched_and_asynchronous_exclude_each_other() -> None:
-    from pydantic import ValidationError
-
     from llmguide.agents.subgoal_method import GuidanceConfig
+    from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="asynchronous or batched"):
         GuidanceConfig(batched=True, asynchronous=True)
@@ -144,9 +143,9 @@ def test_subgoal_method_trains_with_batched_queries(tmp_path: Any) -> None:
 def test_batched_queries_with_subproc_workers(tmp_path: Any) -> None:
     """SubprocVecEnv: questions come up through env_method, the main process's model answers them."""
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from llmguide.teachers.base import TeacherCache
 
     from llmguide.experiment import Experiment
-    from llmguide.teachers.base import TeacherCache
 
     llm = FakeListChatModel(responses=['{"choice": "grey key"}'] * 3 + ['{"choice": "goal"}'])
     teacher = SubgoalTeacher(llm, "object", cache=TeacherCache(tmp_path / "subgoals.sqlite"))
