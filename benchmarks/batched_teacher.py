@@ -96,23 +96,31 @@ def main(argv: list[str] | None = None) -> int:
     from llmguide.rundir import write_json
 
     began, load_start = time.time(), os.getloadavg()[0]
-    run_arm("llm-unbatched", args.env, 40, 99, args.llm, args.max_steps)  # warm-up: model load, option priors
+    run_arm("llm-unbatched", args.env, N_ENVS, 99, args.llm, args.max_steps)  # warm-up: the model loaded once
     rows: list[dict[str, Any]] = []
     for seed in range(args.repeats):
         for arm in ARMS:
             row = run_arm(arm, args.env, args.steps, seed, args.llm, args.max_steps)
             rows.append(row)
             print(row, flush=True)
+        # written after every seed, so a run stopped early keeps the seeds it finished
+        write_json(args.out, _summary(args, argv, rows, began, load_start, complete=seed == args.repeats - 1))
+    return 0
+
+
+def _summary(args: Any, argv: list[str] | None, rows: list[dict[str, Any]], began: float, load_start: float,
+             complete: bool) -> dict[str, Any]:
+    done = sorted({r["seed"] for r in rows})
 
     def med(arm: str, key: str) -> float:
         return statistics.median(r[key] for r in rows if r["arm"] == arm)
 
-    summary = {
+    return {
         "command": "python benchmarks/batched_teacher.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()}-core CPU, no GPU (shared with other jobs)",
         "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
-        "env": args.env, "n_envs": N_ENVS, "steps": args.steps, "seeds": list(range(args.repeats)),
+        "env": args.env, "n_envs": N_ENVS, "steps": args.steps, "seeds": done, "complete": complete,
         "max_steps": args.max_steps, "llm": args.llm,
         "teacher_s_per_1k_median": {arm: med(arm, "teacher_s_per_1k") for arm in ARMS},
         "wall_s_per_1k_median": {arm: med(arm, "wall_s_per_1k") for arm in ARMS},
@@ -120,9 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         "runs": rows,
         "wall_s": round(time.time() - began, 1),
     }
-    write_json(args.out, summary)
-    print({k: summary[k] for k in ("teacher_s_per_1k_median", "wall_s_per_1k_median", "llm_questions_median")})
-    return 0
 
 
 if __name__ == "__main__":
