@@ -23,14 +23,32 @@ __all__ = [
 ]
 
 
-class TeacherConfig(BaseModel):
-    """Who proposes subgoals: an LLM (`subgoal`), the `oracle`, or a control: `random`, or
-    `first_option` (the first subgoal as the LLM teacher would list it: the position-bias baseline)."""
+class TuningConfig(BaseModel):
+    """How a `self_taught` teacher tunes its LoRA stages from the run's hindsight."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["subgoal", "oracle", "random", "first_option"] = Field(
-        "subgoal", description="subgoal (an LLM) | oracle | random control | first_option (position-bias control).")
+    adapter: str = Field("smollm2", description="Model tuned and scored: smollm2, gguf:PATH, hf:DIR.")
+    lora_r: PositiveInt = Field(8, description="LoRA rank.")
+    stage_examples: PositiveInt = Field(32, description="New hindsight examples that start the next stage.")
+    stage_steps: PositiveInt = Field(30, description="SFT steps per stage (on all examples so far).")
+    stage_lr: float = Field(1e-3, gt=0, description="SFT learning rate.")
+    batch_size: PositiveInt = Field(8, description="SFT batch size.")
+    max_stages: NonNegativeInt | None = Field(None, description="Stop after this many stages; 0 = frozen teacher.")
+    probe_episodes: NonNegativeInt = Field(6, description="Held-out expert episodes scoring each stage "
+                                           "against the oracle (scoring only; 0 = no probe).")
+
+
+class TeacherConfig(BaseModel):
+    """Who proposes subgoals: an LLM (`subgoal`), the `oracle`, or a control: `random`, or
+    `first_option` (the first subgoal as the LLM teacher would list it: the position-bias baseline),
+    or `self_taught` (the embedded model LoRA-tuned in stages on the run's own hindsight)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["subgoal", "oracle", "random", "first_option", "self_taught"] = Field(
+        "subgoal", description="subgoal (an LLM) | oracle | random control | first_option (position-bias control) | "
+        "self_taught (tuned on the run's hindsight).")
     kind: Literal["positional", "object", "language"] = Field("object", description="Subgoal kind.")
     llm: str = Field("smollm2", description="LLM spec: smollm2, gguf:PATH, openai:MODEL[@URL].")
     mode: Literal["choice", "free"] = Field("choice", description="choice: among valid subgoals; free: structured + validated.")
@@ -40,6 +58,7 @@ class TeacherConfig(BaseModel):
     max_tokens: PositiveInt = Field(64, description="Answer token cap.")
     llm_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra `llmguide.llm.load` arguments.")
     option_order: Literal["shuffled", "layout"] = Field("shuffled", description="Order of the options shown to the LLM.")
+    tuning: TuningConfig = Field(default_factory=TuningConfig, description="self_taught only: its LoRA stages.")
 
 
 class GuidanceConfig(BaseModel):
@@ -91,6 +110,15 @@ class SubgoalConfig(TrainedConfig):
             return {**value, "type": "subgoal"}
         return value
 
+    @model_validator(mode="after")
+    def _self_taught_never_waits(self) -> SubgoalConfig:
+        """A self-taught teacher asks asynchronously unless the config chose how."""
+        g = self.guidance
+        if self.teacher is not None and self.teacher.type == "self_taught" and not g.batched \
+                and "asynchronous" not in g.model_fields_set:
+            g.asynchronous = True
+        return self
+
     @field_validator("env")
     @classmethod
     def _minigrid_env(cls, env_id: str) -> str:
@@ -125,6 +153,15 @@ def make_teacher(spec: TeacherConfig | dict[str, Any] | str | None, seed: int = 
         return RandomTeacher(cfg.kind, seed=seed)
     if cfg.type == "first_option":
         return FirstOptionTeacher(cfg.kind, seed=seed if cfg.option_order == "shuffled" else None)
+    if cfg.type == "self_taught":
+        from llmguide.teachers.self_taught import SelfTaughtTeacher
+
+        t = cfg.tuning
+        return SelfTaughtTeacher(
+            cfg.kind, adapter=t.adapter, lora_r=t.lora_r, stage_examples=t.stage_examples, stage_steps=t.stage_steps,
+            stage_lr=t.stage_lr, batch_size=t.batch_size, max_stages=t.max_stages, probe_episodes=t.probe_episodes,
+            cache=cache_path or True, seed=seed,
+        )
     return SubgoalTeacher(
         cfg.llm, cfg.kind, cache=cache_path or True, mode=cfg.mode, max_queries=cfg.max_queries, retries=cfg.retries,
         include_view=cfg.include_view, max_tokens=cfg.max_tokens, llm_kwargs=cfg.llm_kwargs,
@@ -148,6 +185,14 @@ def teacher_config(teacher: Any) -> TeacherConfig | None:
     if isinstance(teacher, FirstOptionTeacher):
         return TeacherConfig(type="first_option", kind=teacher.kind,
                              option_order="layout" if teacher.seed is None else "shuffled")
+    from llmguide.teachers.self_taught import SelfTaughtTeacher
+
+    if isinstance(teacher, SelfTaughtTeacher):
+        return TeacherConfig(type="self_taught", kind=teacher.kind, tuning=TuningConfig(
+            adapter=teacher.adapter_spec, lora_r=teacher.lora_r, stage_examples=teacher.stage_examples,
+            stage_steps=teacher.stage_steps, stage_lr=teacher.stage_lr, batch_size=teacher.batch_size,
+            max_stages=teacher.max_stages, probe_episodes=teacher.probe_episodes,
+        ))
     if isinstance(teacher, SubgoalTeacher):
         return TeacherConfig(
             type="subgoal", kind=teacher.kind, llm=teacher.llm_spec, mode=teacher.mode, max_queries=teacher.max_queries,
@@ -155,7 +200,7 @@ def teacher_config(teacher: Any) -> TeacherConfig | None:
             llm_kwargs=teacher.llm_kwargs, option_order=teacher.option_order,
         )
     raise ConfigError(f"Cannot describe teacher {teacher!r} as a config; use OracleTeacher, RandomTeacher, "
-                      "FirstOptionTeacher or SubgoalTeacher.")
+                      "FirstOptionTeacher, SubgoalTeacher or SelfTaughtTeacher.")
 
 
 def teacher_label(teacher: Any) -> str:
@@ -164,6 +209,8 @@ def teacher_label(teacher: Any) -> str:
     if cfg is None:
         return "plain"
     name = "llm" if cfg.type == "subgoal" else cfg.type
+    if cfg.type == "self_taught" and cfg.tuning.max_stages == 0:
+        name = "self_taught-frozen"
     return name if (cfg.kind == "object" and name != "llm") else f"{name}-{cfg.kind}"
 
 
@@ -191,13 +238,16 @@ class SubgoalMethod(TrainedMethod):
         cache = self.run_dir / "teacher_cache.sqlite"
         self.teacher = self.objects.get("teacher") or make_teacher(
             config.teacher, seed=settings.seed,
-            cache_path=cache if config.teacher is not None and config.teacher.type == "subgoal" else None,
+            cache_path=cache if config.teacher is not None and config.teacher.type in ("subgoal", "self_taught") else None,
         )
+        if hasattr(self.teacher, "bind"):  # a teacher that keeps files in the run (hindsight, LoRA stages)
+            self.teacher.bind(self.run_dir)
         if getattr(self.teacher, "uses_llm", False) and getattr(self.teacher.cache, "path", "") is None:
             from llmguide.teachers import TeacherCache
 
             self.teacher.cache = TeacherCache(cache)  # an in-memory cache would not reach subproc workers
         self._metrics_cb: Any = None
+        self._stages_cb: Any = None
 
     def label(self) -> str:
         return self.settings.name or f"subgoal:{teacher_label(self.config.teacher)}"
@@ -209,8 +259,14 @@ class SubgoalMethod(TrainedMethod):
         return make_minigrid_env(
             self.config.env, None if for_eval else self.teacher, observe_subgoal=g.observe_subgoal,
             bonus=g.bonus, max_bonus=g.max_bonus, env_kwargs=self.config.env_kwargs, asynchronous=g.asynchronous,
-            batched=g.batched and not for_eval,
+            batched=g.batched and not for_eval, hindsight=None if for_eval else self._hindsight(),
         )
+
+    def _hindsight(self) -> Any:
+        """The self-taught teacher's hindsight JSONL (a frozen one only reads the situation)."""
+        if not hasattr(self.teacher, "hindsight_path"):
+            return None
+        return self.teacher.hindsight_path if self.teacher.tuning else True
 
     def wrap_vec_env(self, venv: Any) -> Any:
         """With ``guidance.batched``, the teacher questions of a step are answered in one batch."""
@@ -239,15 +295,27 @@ class SubgoalMethod(TrainedMethod):
 
         if self._metrics_cb is None:
             self._metrics_cb = TeacherMetricsCallback()
-        return [self._metrics_cb]
+        out: list[Any] = [self._metrics_cb]
+        if hasattr(self.teacher, "start_stage"):
+            from llmguide.agents.hindsight import SelfTaughtCallback
+
+            if self._stages_cb is None:
+                self._stages_cb = SelfTaughtCallback(self.teacher, self.config.env)
+            out.append(self._stages_cb)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         cb = self._metrics_cb
+        out: dict[str, Any] = {}
+        if hasattr(self.teacher, "state_dict"):  # tuning stages, examples used
+            out["teacher_state"] = self.teacher.state_dict()
         if cb is None:
-            return {}
-        return {"teacher_totals": dict(cb.totals.__dict__), "teacher_episodes": cb.episodes}
+            return out
+        return {**out, "teacher_totals": dict(cb.totals.__dict__), "teacher_episodes": cb.episodes}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("teacher_state") and hasattr(self.teacher, "load_state_dict"):
+            self.teacher.load_state_dict(state["teacher_state"])
         if not state.get("teacher_totals"):
             return
         cb = self.callbacks()[0]
@@ -269,4 +337,6 @@ class SubgoalMethod(TrainedMethod):
         out: dict[str, Any] = {"teacher": teacher_label(self.config.teacher), "learner": self.config.learner}
         if self._metrics_cb is not None:
             out["teacher_metrics"] = {**self._metrics_cb.summary(), "calls_curve": self._metrics_cb.calls_curve}
+        if hasattr(self.teacher, "summary"):
+            out["self_taught"] = self.teacher.summary()
         return out

@@ -24,3 +24,7 @@ __all__ = [
 from llmguide.teachers.rladapter import RLAdapterTeacher  # noqa: E402
 
 __all__ += ["RLAdapterTeacher"]
+
+from llmguide.teachers.self_taught import SelfTaughtTeacher
+
+__all__ += ["SelfTaughtTeacher"]

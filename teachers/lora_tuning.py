@@ -260,12 +260,9 @@ class AdapterLM:
             out = self.model(input_ids=prompt, use_cache=True)
             first = torch.log_softmax(out.logits[0, -1].float(), -1)  # the first option token's distribution
             past = out.past_key_values
-            if hasattr(past, "batch_repeat_interleave"):
-                past.batch_repeat_interleave(n)
-            else:  # pragma: no cover - legacy tuple caches
-                past = tuple(tuple(t.expand(n, *t.shape[1:]).contiguous() for t in layer) for layer in past)
+            past.batch_repeat_interleave(n)
             full_mask = torch.cat([torch.ones((n, prompt.shape[1]), dtype=torch.long), mask], dim=1)
-            logits = self.model(input_ids=ids, attention_mask=full_mask, past_key_values=past, use_cache=False).logits
+            logits = self.model(input_ids=ids, attention_mask=full_mask, cache=past, use_cache=False).logits
             logp = torch.log_softmax(logits.float(), -1)
         scores = []
         for i, o in enumerate(opts):

@@ -34,6 +34,7 @@ OWN_CLI_TEST: dict[str, str] = {
     "scienceworld_rl.yaml": "tests/scienceworld/test_cli.py",
     "rladapter_crafter.yaml": "tests/rladapter/test_cli.py",
     "oni_nethack.yaml": "tests/oni/test_runner.py",
+    "self_taught_doorkey.yaml": "tests/self_taught/test_cli.py",
 }
 #: config -> overrides that make one run take seconds on 2 cores
 TINY: dict[str, list[str]] = {
