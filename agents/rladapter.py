@@ -13,7 +13,10 @@ the subgoal names is off by default (the published method used none).
 
 Variants (``variant:`` in the config): ``plain`` (PPO, same network, subgoal
 input always zero), ``guide`` (subgoals from the guide LLM alone),
-``rladapter`` (adapter + guide, adapter LoRA-tuned in stages). The policy is
+``frozen`` (adapter + guide, the base adapter never tuned: the control that
+isolates fine-tuning), ``rladapter`` (adapter + guide, adapter LoRA-tuned in
+stages during the run). The run dir gets ``rladapter_curve.png``: the training
+episodes' return with the steps where each tuned stage began serving. The policy is
 evaluated on the plain env with a zero subgoal and no LLM. Training, logging,
 evaluation, checkpoints and resume are the core's (`llmguide.core`).
 """
@@ -60,9 +63,11 @@ __all__ = [
     "RLAdapterMethod",
     "SubgoalImageExtractor",
     "make_crafter_subgoal_env",
+    "plot_stage_curve",
+    "rolling_curve",
 ]
 
-VARIANTS = ("plain", "guide", "rladapter")
+VARIANTS = ("plain", "guide", "frozen", "rladapter")
 #: all-MiniLM-L6-v2's dimension (the default embedding).
 SUBGOAL_EMBED_DIM = 384
 
@@ -188,9 +193,11 @@ def make_crafter_subgoal_env(
 
 
 class RLAdapterCallback(BaseCallback):
-    """Queries the teacher every `every` env steps per env, starts fine-tune stages every
-    `stage_every` env steps (all envs), polls them without waiting, and records
-    finished episodes' achievements for the Crafter score.
+    """Queries the teacher every `every` env steps per env (envs due at the same step in one
+    batch), starts a fine-tune stage at least `stage_every` env steps (all envs) after the
+    last one once the teacher has enough usable examples, polls it without waiting (the
+    new weights serve from the step they are found ready), and records finished episodes'
+    achievements and end steps for the Crafter score and the learning curve.
 
     Each query's subgoal is appended to `log_path` (JSONL) as it is given, so an
     interrupted or resumed run keeps every earlier line.
@@ -218,6 +225,7 @@ class RLAdapterCallback(BaseCallback):
         self.episodes: list[dict[str, int]] = []
         self.returns: list[float] = []
         self.lengths: list[int] = []
+        self.episode_steps: list[int] = []
         self.subgoal_log: list[dict[str, Any]] = []
         self.bonus_paid = 0.0
         self._scores: list[float] = []
@@ -246,15 +254,16 @@ class RLAdapterCallback(BaseCallback):
             self._since[i] += 1
             if dones[i]:
                 self.episodes.append(dict(info.get("achievement_counts") or {}))
+                self.episode_steps.append(int(self.num_timesteps))
                 self.returns.append(self._ep_return[i])
                 self.lengths.append(self._ep_len[i])
                 self._ep_return[i], self._ep_len[i] = 0.0, 0
         if self.teacher is None:
             return True
-        for i, info in enumerate(infos):
-            if self._asked[i] and self._since[i] < self.every:
-                continue
-            advice = self.teacher.advise(i, info, self._events[i], self._reward[i], step=self.num_timesteps)
+        due = [(i, info, self._events[i], self._reward[i]) for i, info in enumerate(infos)
+               if not self._asked[i] or self._since[i] >= self.every]
+        advices = self.teacher.advise_batch(due, step=self.num_timesteps) if due else []
+        for (i, _, _, _), advice in zip(due, advices):
             self._asked[i], self._since[i], self._events[i], self._reward[i] = True, 0, [], 0.0
             self.training_env.env_method("set_subgoal", advice.subgoal, advice.embedding, advice.achievement, indices=[i])
             new_obs = self.locals.get("new_obs")
@@ -264,13 +273,13 @@ class RLAdapterCallback(BaseCallback):
                 self._scores.append(advice.score)
             self._log({"step": self.num_timesteps, "env": i, "subgoal": advice.subgoal, "score": advice.score,
                        "stage": advice.stage, "analysis": advice.analysis})
-        result = self.teacher.poll()
+        result = self.teacher.poll(self.num_timesteps)
         if result is not None and self.verbose:
             print(f"rladapter: stage {result.stage} {'ready' if result.ok else 'failed'} after {result.seconds:.1f}s")
-        if self.stage_every and self.num_timesteps >= self._next_stage:
-            self.teacher.start_stage(self.num_timesteps)
-            while self._next_stage <= self.num_timesteps:
-                self._next_stage += self.stage_every
+        # A stage starts at the first step past its boundary where the teacher can start one
+        # (enough usable examples and new records, none running); the next boundary counts from there.
+        if self.stage_every and self.num_timesteps >= self._next_stage and self.teacher.start_stage(self.num_timesteps):
+            self._next_stage = self.num_timesteps + self.stage_every
         return True
 
     def _log(self, row: dict[str, Any]) -> None:
@@ -307,12 +316,14 @@ class RLAdapterCallback(BaseCallback):
         lost with the process, so a resume starts it again at once."""
         running = self.teacher is not None and self.teacher.finetune_running
         return {"episodes": self.episodes, "returns": self.returns, "lengths": self.lengths,
+                "episode_steps": self.episode_steps,
                 "bonus_paid": self.bonus_paid, "next_stage": 0 if running else self._next_stage}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.episodes = [dict(e) for e in state.get("episodes", [])]
         self.returns = [float(x) for x in state.get("returns", [])]
         self.lengths = [int(x) for x in state.get("lengths", [])]
+        self.episode_steps = [int(x) for x in state.get("episode_steps", [])]
         self.bonus_paid = float(state.get("bonus_paid", 0.0))
         self._next_stage = int(state.get("next_stage", self.stage_every))
 
@@ -344,6 +355,51 @@ class RLAdapterCallback(BaseCallback):
         log.record("rladapter/bonus", self.bonus_paid)
 
 
+def rolling_curve(steps: Sequence[int], returns: Sequence[float], window: int = 10) -> tuple[list[int], list[float]]:
+    """(end step, mean return of the last `window` episodes) per finished training episode."""
+    ys = np.asarray(returns, dtype=float)
+    means = [float(ys[max(0, i + 1 - window): i + 1].mean()) for i in range(len(ys))]
+    return list(map(int, steps)), means
+
+
+def plot_stage_curve(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    stages: Mapping[str, Sequence[int]],
+    path: str | Path,
+    title: str = "",
+    ylabel: str = "episode return (rolling mean of 10)",
+) -> Path:
+    """Learning curves with a dotted vertical line, in the curve's colour, at each step where a
+    tuned adapter stage began serving queries (`stages`: label -> steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
+    try:
+        for label, (xs, ys) in curves.items():
+            (line,) = ax.plot(list(xs), list(ys), label=label, linewidth=1.6)
+            for k, x in enumerate(stages.get(label, ()), start=1):
+                ax.axvline(x, color=line.get_color(), linestyle=":", linewidth=1.2)
+                ax.annotate(f"S{k}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                            textcoords="offset points", fontsize="x-small", color=line.get_color())
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title, fontsize="medium")
+        if curves:
+            ax.legend(loc="best", fontsize="small")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
 # -- the method ---------------------------------------------------------------------------
 class NetConfig(BaseModel):
     """The policy network: `SubgoalImageExtractor` plus the policy/value heads."""
@@ -363,20 +419,28 @@ class RLAdapterConfig(TrainedConfig):
 
     env: str = Field("llmguide/Crafter-v0", description="A Crafter id (the text view feeds the teacher).")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="CrafterEnv kwargs, e.g. {area: [32, 32]} for a cheaper world.")
-    variant: Literal["plain", "guide", "rladapter"] = Field(
-        "rladapter", description="plain: PPO, subgoal input zero | guide: guide LLM alone | rladapter: adapter + guide."
+    variant: Literal["plain", "guide", "frozen", "rladapter"] = Field(
+        "rladapter", description="plain: PPO, subgoal input zero | guide: guide LLM alone | "
+        "frozen: base adapter + guide, never tuned | rladapter: adapter + guide, adapter tuned in stages."
     )
     llm: str = Field("smollm2", description="The guide: smollm2, gguf:PATH, openai:MODEL[@BASE_URL].")
     llm_threads: PositiveInt | None = Field(1, description="llama.cpp threads of an in-process guide.")
     n_ctx: PositiveInt = Field(2048, description="Context length of an in-process guide.")
     mode: Literal["choice", "free"] = Field("choice", description="choice: constrained among the 22 achievement subgoals | free: structured free text.")
-    adapter: str = Field("smollm2", description="Adapter LM (variant rladapter): smollm2, gguf:PATH, hf:DIR.")
+    adapter: str = Field("smollm2", description="Adapter LM (variants frozen, rladapter): smollm2, gguf:PATH, hf:DIR.")
     every: PositiveInt = Field(100, description="Env steps per env between guidance queries (the paper: ~100).")
-    stage_every: NonNegativeInt = Field(5000, description="Env steps between adapter fine-tune stages (0: never).")
+    stage_every: NonNegativeInt = Field(
+        5000, description="Least env steps between the starts of two fine-tune stages (0: never fine-tune)."
+    )
     min_records: PositiveInt = Field(8, description="Complete buffer records needed before a stage starts.")
-    stage_sft_steps: PositiveInt = Field(20, description="SFT optimizer steps per stage.")
+    min_examples: PositiveInt = Field(64, description="SFT examples (after the `keep` filter) needed before a stage starts.")
+    min_new_records: NonNegativeInt = Field(16, description="New buffer records since the last stage needed before the next.")
+    finetune_nice: NonNegativeInt = Field(
+        10, description="Niceness added to the fine-tune worker (0 where other jobs load the machine: a niced worker starves)."
+    )
+    stage_sft_steps: PositiveInt = Field(8, description="SFT optimizer steps per stage (steps x batch ~ min_examples: one pass).")
     adapter_lr: PositiveFloat = Field(2e-4, description="SFT learning rate of the adapter's LoRA.")
-    adapter_batch_size: PositiveInt = Field(4, description="SFT batch size.")
+    adapter_batch_size: PositiveInt = Field(8, description="SFT batch size.")
     keep: float = Field(0.5, gt=0.0, le=1.0, description="SFT on the top fraction of records by outcome.")
     lora_r: PositiveInt = Field(8, description="LoRA rank (the paper: 64 on a 7B model).")
     max_new_tokens: PositiveInt = Field(40, description="Length cap of the adapter's analysis.")
@@ -433,11 +497,12 @@ class RLAdapterMethod(TrainedMethod):
         """The teacher from the config; its buffer and adapter stages live in the run dir."""
         c, given = self.config, self.objects
         return RLAdapterTeacher(
-            adapter=(given.get("adapter") or c.adapter) if c.variant == "rladapter" else None,
+            adapter=(given.get("adapter") or c.adapter) if c.variant in ("frozen", "rladapter") else None,
             llm=given.get("llm") or c.llm, embeddings=given.get("embeddings"), every=c.every, run_dir=self.run_dir,
             mode=c.mode, lora_r=c.lora_r, max_new_tokens=c.max_new_tokens, temperature=c.adapter_temperature,
             score_scale=c.score_scale, stage_steps=c.stage_sft_steps, lr=c.adapter_lr, batch_size=c.adapter_batch_size,
-            keep=c.keep, min_records=c.min_records, seed=self.settings.seed, n_ctx=c.n_ctx, n_threads=c.llm_threads,
+            keep=c.keep, min_records=c.min_records, min_examples=c.min_examples, min_new_records=c.min_new_records,
+            worker_nice=c.finetune_nice, seed=self.settings.seed, n_ctx=c.n_ctx, n_threads=c.llm_threads,
         )
 
     @property
@@ -451,7 +516,8 @@ class RLAdapterMethod(TrainedMethod):
     @property
     def callback(self) -> RLAdapterCallback:
         if self._callback is None:
-            self._callback = RLAdapterCallback(self.teacher, stage_every=self.config.stage_every,
+            stage_every = self.config.stage_every if self.config.variant == "rladapter" else 0
+            self._callback = RLAdapterCallback(self.teacher, stage_every=stage_every,
                                                log_path=self.run_dir / "subgoals.jsonl")
         return self._callback
 
@@ -491,6 +557,12 @@ class RLAdapterMethod(TrainedMethod):
             start = time.perf_counter()
             teacher.wait(timeout=self.config.wait_final_s)
             self.final_wait_s = time.perf_counter() - start
+        cb = self._callback
+        if cb is not None and cb.episode_steps:
+            ready = [r["ready_step"] for r in teacher.stage_table()[1:]] if teacher is not None and teacher.has_adapter else []
+            plot_stage_curve({self.label(): rolling_curve(cb.episode_steps, cb.returns)},
+                             {self.label(): [x for x in ready if x]}, self.run_dir / "rladapter_curve.png",
+                             title=f"Crafter, {self.config.variant}: training return, tuned stages marked")
 
     def close(self) -> None:
         """Stop the background fine-tune process, if one still runs."""
@@ -543,11 +615,13 @@ class RLAdapterMethod(TrainedMethod):
         out: dict[str, Any] = {"variant": c.variant, "learner": c.learner, "bonus": c.bonus}
         if self._callback is not None:
             out["train_crafter"] = self._callback.crafter_metrics()  # Crafter's protocol: training episodes
+            out["train_curve"] = {"steps": self._callback.episode_steps, "returns": self._callback.returns}
         if self._teacher is not None:
             summary = self._teacher.summary()
             out.update(
                 teacher=summary, every=c.every, final_wait_s=self.final_wait_s,
                 comprehension_by_stage=summary["comprehension_by_stage"],
                 finetune_s_per_stage=summary["finetune_s_per_stage"],
+                stages=summary["stages"],
             )
         return out

@@ -10,11 +10,16 @@ embed(subgoal)))`` with the shared offline MiniLM — and writes an analysis.
 The *guide* LLM reads the state plus that analysis and names the next
 subgoal. Each exchange becomes a buffer record (state text, score, adapter
 analysis, guide output, then the outcome: the comprehension and achievements
-that followed), appended to ``run_dir/rladapter_buffer.jsonl``. At stage
-boundaries a separate process (`llmguide.teachers.rladapter_finetune`)
-SFT-tunes the adapter's LoRA on the best records and saves it to
-``run_dir/adapter/stage_K``; the learner only polls the process and swaps the
-new weights in when they are ready, so it never waits for fine-tuning.
+that followed), appended to ``run_dir/rladapter_buffer.jsonl``. A stage starts once the buffer
+yields `min_examples` SFT examples after filtering (the top `keep` by outcome)
+and `min_new_records` records came in since the last stage: a separate
+process (`llmguide.teachers.rladapter_finetune`) SFT-tunes the adapter's LoRA
+on them and saves it to ``run_dir/adapter/stage_K``; the learner only polls
+the process and swaps the new weights in when they are ready, so it never
+waits for fine-tuning. Each stage's examples, seconds, start and swap-in
+steps, queries served and online comprehension are in `summary()["stages"]`.
+Queries due at the same step for several envs are answered together
+(`advise_batch`): one batched adapter generation instead of one per env.
 
 ``adapter=None`` turns the adapter off: the guide reads the raw state (the
 "guide-only" ablation). The guide answers by constrained choice among the 22
@@ -52,6 +57,7 @@ __all__ = [
     "StageResult",
     "behaviour_text",
     "comprehension_score",
+    "generate_batch",
     "subgoal_achievement",
     "unlocked_since",
 ]
@@ -188,6 +194,48 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def generate_batch(lm: Any, prompts: Sequence[Sequence[dict[str, str]]], max_new_tokens: int = 40,
+                   temperature: float = 0.0) -> list[str]:
+    """One answer per chat prompt, generated as one left-padded batch by a transformers `AdapterLM`.
+
+    Why: on CPU a batch of 8 short prompts costs about as much as 2-3 single
+    generations (decoding is memory-bound). Any other object with
+    ``generate(messages, ...)`` (a test double) is asked one prompt at a time.
+    """
+    if len(prompts) == 1 or not all(hasattr(lm, a) for a in ("model", "tokenizer", "torch")):
+        return [lm.generate(list(p), max_new_tokens=max_new_tokens, temperature=temperature) for p in prompts]
+    torch, tok = lm.torch, lm.tokenizer
+    texts = [tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=False) for p in prompts]
+    side = tok.padding_side
+    tok.padding_side = "left"  # generation continues right after each prompt
+    try:
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tok.padding_side = side
+    width = enc["input_ids"].shape[1]
+    lock = getattr(lm, "_lock", None)
+    gen = getattr(lm, "_gen", None)
+    with lock if lock is not None else _nullcontext(), torch.inference_mode():
+        if temperature > 0 and gen is not None:
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        out = lm.model.generate(
+            **enc,
+            max_new_tokens=int(max_new_tokens),
+            do_sample=temperature > 0,
+            temperature=float(temperature) if temperature > 0 else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+        )
+    return [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+
+def _nullcontext() -> Any:
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
 @dataclass
 class Advice:
     """One guidance exchange's result for one env."""
@@ -212,6 +260,10 @@ class StageResult:
     started_step: int
     stats: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: env step at which the stage's weights were swapped into the guide (None: never served)
+    ready_step: int | None = None
+    #: buffer records when the stage started (the worker read the first this many)
+    records: int = 0
 
 
 class _FreeSubgoal(BaseModel):
@@ -234,6 +286,10 @@ class RLAdapterTeacher:
             (no adapter: the guide reads the raw state).
         llm: the guide: a model spec or a LangChain chat model.
         every: env steps per env between guidance queries (read by the callback).
+        min_examples, min_new_records: a stage starts once the buffer gives this many SFT
+            examples after the `keep` filter, and this many records came in since the last stage.
+        worker_nice: niceness added to the fine-tune worker (0 on a machine loaded by
+            other jobs, where a niced worker can starve and its stage never serves).
         run_dir: where the buffer and the per-stage LoRA weights go (None: memory only,
             no fine-tuning).
         mode: "choice" (constrained among `SUBGOALS`) or "free" (a structured free-text subgoal).
@@ -264,6 +320,9 @@ class RLAdapterTeacher:
         batch_size: int = 4,
         keep: float = 0.5,
         min_records: int = 8,
+        min_examples: int = 64,
+        min_new_records: int = 16,
+        worker_nice: int = 10,
         seed: int = 0,
         n_ctx: int = 2048,
         n_threads: int | None = 1,
@@ -287,15 +346,23 @@ class RLAdapterTeacher:
         self.lora_r, self.max_new_tokens, self.temperature = int(lora_r), int(max_new_tokens), float(temperature)
         self.score_scale = float(score_scale)
         self.stage_steps, self.lr, self.batch_size, self.keep = int(stage_steps), float(lr), int(batch_size), float(keep)
+        if min_examples < 1 or min_new_records < 0:
+            raise ConfigError(f"min_examples must be >= 1 and min_new_records >= 0, got {min_examples}, {min_new_records}.")
         self.min_records, self.seed = int(min_records), int(seed)
+        self.min_examples, self.min_new_records = int(min_examples), int(min_new_records)
+        self.worker_nice = int(worker_nice)
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.buffer = AdapterBuffer(None if self.run_dir is None else self.run_dir / "rladapter_buffer.jsonl")
         self.stage = 0
         self.stages: list[StageResult] = []
         self._job: tuple[int, subprocess.Popen, Path, float, int, Any] | None = None
+        self._job_records = 0
         self._slots: dict[int, _Slot] = {}
         self._emb_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.queries = 0
+        self.queries_by_stage: Counter[int] = Counter()
+        self.adapter_batches: list[int] = []
+        self._examples_at: tuple[int, int] = (-1, 0)
         self.fallbacks = 0
         self.subgoal_counts: Counter[str] = Counter()
         self.scores_by_stage: dict[int, list[float]] = {}
@@ -368,44 +435,64 @@ class RLAdapterTeacher:
         `events` and `reward` cover the env steps since the previous call for
         this env; `info` is the current step's text-view info.
         """
+        return self._answer([self._open(env_index, info, events, reward)], step)[0]
+
+    def advise_batch(
+        self, requests: Sequence[tuple[int, Mapping[str, Any], Sequence[str], float]], step: int = 0
+    ) -> list[Advice]:
+        """`advise` for several envs due at the same step: (env_index, info, events, reward) each;
+        their adapter analyses come from one batched generation. Without an adapter (or for one
+        env) this is `advise` per env."""
+        if not self.has_adapter or len(requests) < 2:
+            return [self.advise(i, info, ev, r, step=step) for i, info, ev, r in requests]
+        return self._answer([self._open(i, info, ev, r) for i, info, ev, r in requests], step)
+
+    def _open(self, env_index: int, info: Mapping[str, Any], events: Sequence[str], reward: float) -> dict[str, Any]:
         slot = self._slots.setdefault(env_index, _Slot())
         score, behaviour, counts = self._close(slot, info, events, reward)
-        state = str(info.get("text") or "")
-        analysis, adapter_ms = None, 0.0
+        return {"env": int(env_index), "slot": slot, "state": str(info.get("text") or ""), "score": score,
+                "behaviour": behaviour, "counts": counts}
+
+    def _answer(self, opened: list[dict[str, Any]], step: int) -> list[Advice]:
+        analyses: list[str | None] = [None] * len(opened)
+        adapter_ms = 0.0
         if self.has_adapter:
             from llmguide.teachers.rladapter_finetune import adapter_messages
 
+            prompts = [adapter_messages(o["state"], o["behaviour"], o["slot"].last_subgoal, o["score"]) for o in opened]
             t0 = time.perf_counter()
-            analysis = self.adapter.generate(
-                adapter_messages(state, behaviour, slot.last_subgoal, score),
-                max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-            )
-            adapter_ms = 1000 * (time.perf_counter() - t0)
-            self.adapter_ms.append(adapter_ms)
-        t0 = time.perf_counter()
-        subgoal = self._ask_guide(state, analysis, slot.last_subgoal)
-        guide_ms = 1000 * (time.perf_counter() - t0)
-        self.guide_ms.append(guide_ms)
-        achievement = subgoal_achievement(subgoal)
+            analyses = list(generate_batch(self.adapter, prompts, self.max_new_tokens, self.temperature))
+            adapter_ms = 1000 * (time.perf_counter() - t0) / len(opened)  # per query, batch shared
+            self.adapter_ms.extend([adapter_ms] * len(opened))
+            self.adapter_batches.append(len(opened))
         stage = self.stage if self.has_adapter else 0
-        slot.pending = {
-            "step": int(step),
-            "env": int(env_index),
-            "stage": stage,
-            "state": state,
-            "behaviour": behaviour,
-            "last_subgoal": slot.last_subgoal,
-            "score": score,
-            "analysis": analysis,
-            "subgoal": subgoal,
-            "achievement": achievement,
-            "outcome": None,
-        }
-        slot.last_subgoal, slot.last_achievement, slot.counts = subgoal, achievement, counts
-        self.queries += 1
-        self.subgoal_counts[subgoal] += 1
-        return Advice(subgoal, achievement, self.embed(subgoal), analysis, score, stage, adapter_ms, guide_ms)
+        out = []
+        for o, analysis in zip(opened, analyses):
+            slot = o["slot"]
+            t0 = time.perf_counter()
+            subgoal = self._ask_guide(o["state"], analysis, slot.last_subgoal)
+            guide_ms = 1000 * (time.perf_counter() - t0)
+            self.guide_ms.append(guide_ms)
+            achievement = subgoal_achievement(subgoal)
+            slot.pending = {
+                "step": int(step),
+                "env": o["env"],
+                "stage": stage,
+                "state": o["state"],
+                "behaviour": o["behaviour"],
+                "last_subgoal": slot.last_subgoal,
+                "score": o["score"],
+                "analysis": analysis,
+                "subgoal": subgoal,
+                "achievement": achievement,
+                "outcome": None,
+            }
+            slot.last_subgoal, slot.last_achievement, slot.counts = subgoal, achievement, o["counts"]
+            self.queries += 1
+            self.queries_by_stage[stage] += 1
+            self.subgoal_counts[subgoal] += 1
+            out.append(Advice(subgoal, achievement, self.embed(subgoal), analysis, o["score"], stage, adapter_ms, guide_ms))
+        return out
 
     def close_pending(self, env_index: int, info: Mapping[str, Any], events: Sequence[str] = (), reward: float = 0.0) -> float | None:
         """Score the behaviour since the last advice and write that record, asking nothing new
@@ -471,14 +558,39 @@ class RLAdapterTeacher:
     def finetune_running(self) -> bool:
         return self._job is not None
 
-    def start_stage(self, step: int = 0) -> bool:
-        """Launch the next stage's SFT in a background process; False when it cannot start
-        (no adapter or run dir, a stage still running, or too few records)."""
-        if not self.has_adapter or self.run_dir is None or self._job is not None:
-            return False
+    def usable_examples(self) -> int:
+        """SFT examples the buffer gives now, after the worker's filter (the top `keep` by outcome)."""
+        n = len(self.buffer)
+        if self._examples_at[0] != n:  # recount only when records came in
+            from llmguide.teachers.rladapter_finetune import sft_examples
+
+            self._examples_at = (n, len(sft_examples(self.buffer.records(), self.keep)))
+        return self._examples_at[1]
+
+    def stage_blocker(self) -> str | None:
+        """Why a stage cannot start now (None: it can)."""
+        if not self.has_adapter or self.run_dir is None:
+            return "no adapter or no run dir"
+        if self._job is not None:
+            return "a stage is still fine-tuning"
         n = len(self.buffer)
         if n < self.min_records:
+            return f"{n} of {self.min_records} records"
+        since = self.stages[-1].records if self.stages else 0
+        if self.stages and n - since < self.min_new_records:
+            return f"{n - since} of {self.min_new_records} new records since the last stage"
+        examples = self.usable_examples()
+        if examples < self.min_examples:
+            return f"{examples} of {self.min_examples} usable examples"
+        return None
+
+    def start_stage(self, step: int = 0) -> bool:
+        """Launch the next stage's SFT in a background process; False when it cannot start
+        (see `stage_blocker`: no adapter or run dir, a stage still running, too few records
+        or usable examples)."""
+        if self.stage_blocker() is not None:
             return False
+        n = len(self.buffer)
         prev = self._stage_dir(self.stage)
         if not (prev / "adapter_model.safetensors").is_file():
             self.adapter.save(prev)
@@ -491,31 +603,34 @@ class RLAdapterTeacher:
             "--buffer", str(self.buffer.path), "--records", str(n), "--out", str(out),
             "--init", str(prev), "--adapter", spec, "--lora-r", str(self.lora_r),
             "--steps", str(self.stage_steps), "--lr", str(self.lr), "--batch-size", str(self.batch_size),
-            "--keep", str(self.keep), "--seed", str(self.seed + k),
+            "--keep", str(self.keep), "--seed", str(self.seed + k), "--nice", str(self.worker_nice),
         ]
+        self._job_records = n
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
         log = (out / "finetune.log").open("w")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         self._job = (k, proc, out, time.perf_counter(), int(step), log)
         return True
 
-    def poll(self) -> StageResult | None:
-        """Non-blocking: if the running stage finished, load its weights and return its result."""
+    def poll(self, step: int | None = None) -> StageResult | None:
+        """Non-blocking: if the running stage finished, load its weights (from env step `step`
+        on) and return its result."""
         if self._job is None or self._job[1].poll() is None:
             return None
-        return self._finish()
+        return self._finish(step)
 
     def wait(self, timeout: float | None = None) -> StageResult | None:
-        """Block until the running stage ends (end of training only); None if none or timed out."""
+        """Block until the running stage ends (end of training only: it serves no query, so its
+        `ready_step` stays None); None if none or timed out."""
         if self._job is None:
             return None
         try:
             self._job[1].wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
-        return self._finish()
+        return self._finish(None)
 
-    def _finish(self) -> StageResult:
+    def _finish(self, ready_step: int | None = None) -> StageResult:
         assert self._job is not None
         k, proc, out, t0, step, log = self._job
         self._job = None
@@ -532,7 +647,8 @@ class RLAdapterTeacher:
         else:
             err = out / "error.txt"
             error = err.read_text().strip() if err.is_file() else f"worker exited with {proc.returncode}"
-        result = StageResult(k, ok, seconds, step, stats, error)
+        result = StageResult(k, ok, seconds, step, stats, error, ready_step if ok else None,
+                             self._job_records)
         self.stages.append(result)
         return result
 
@@ -557,6 +673,8 @@ class RLAdapterTeacher:
             "stage": self.stage,
             "stages": [asdict(s) for s in self.stages],
             "queries": self.queries,
+            "queries_by_stage": {str(k): v for k, v in self.queries_by_stage.items()},
+            "adapter_batches": self.adapter_batches,
             "fallbacks": self.fallbacks,
             "subgoal_counts": dict(self.subgoal_counts),
             "scores_by_stage": {str(k): v for k, v in self.scores_by_stage.items()},
@@ -569,6 +687,8 @@ class RLAdapterTeacher:
         self.stage = int(state.get("stage", 0))
         self.stages = [StageResult(**s) for s in state.get("stages", [])]
         self.queries = int(state.get("queries", 0))
+        self.queries_by_stage = Counter({int(k): int(v) for k, v in state.get("queries_by_stage", {}).items()})
+        self.adapter_batches = [int(x) for x in state.get("adapter_batches", [])]
         self.fallbacks = int(state.get("fallbacks", 0))
         self.subgoal_counts = Counter(state.get("subgoal_counts", {}))
         self.scores_by_stage = {int(k): list(v) for k, v in state.get("scores_by_stage", {}).items()}
@@ -578,12 +698,44 @@ class RLAdapterTeacher:
             self._adapter.load_stage(self._stage_dir(self.stage), self.stage)
 
     # -- reporting ------------------------------------------------------------------
+    def stage_table(self) -> list[dict[str, Any]]:
+        """One row per adapter stage in use (stage 0 = the untuned base adapter): when it was
+        started and swapped in, its SFT examples and seconds, the queries it served and the
+        comprehension of the behaviour that followed its subgoals (measured online)."""
+        rows = []
+        ok = [s for s in self.stages if s.ok]
+        for stage in [None, *ok]:
+            k = 0 if stage is None else stage.stage
+            scores = self.scores_by_stage.get(k, [])
+            stats = {} if stage is None else stage.stats
+            rows.append({
+                "stage": k,
+                "started_step": None if stage is None else stage.started_step,
+                "ready_step": 0 if stage is None else stage.ready_step,
+                "records": None if stage is None else stats.get("records", stage.records),
+                "examples": None if stage is None else stats.get("examples"),
+                "sft_steps": None if stage is None else stats.get("steps"),
+                "loss_first": None if stage is None else stats.get("loss_first"),
+                "loss_last": None if stage is None else stats.get("loss_last"),
+                "finetune_s": None if stage is None else round(stage.seconds, 2),
+                "worker_load_s": None if stage is None else stats.get("load_s"),
+                "sft_s": None if stage is None else stats.get("train_s"),
+                "queries_served": int(self.queries_by_stage.get(k, 0)),
+                "comprehension": float(np.mean(scores)) if scores else None,
+                "comprehension_n": len(scores),
+            })
+        return rows
+
     def summary(self) -> dict[str, Any]:
         """Figures for the run's metrics."""
         ok = [s for s in self.stages if s.ok]
         top = self.subgoal_counts.most_common(1)
+        table = self.stage_table() if self.has_adapter else []
         return {
             "queries": self.queries,
+            "stages": table,
+            "stages_serving": sum(1 for r in table if r["stage"] > 0 and r["queries_served"] > 0),
+            "adapter_batch_mean": float(np.mean(self.adapter_batches)) if self.adapter_batches else 0.0,
             "guide_fallbacks": self.fallbacks,
             "buffer_records": len(self.buffer),
             "stages_done": len(ok),

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 CONFIG: dict[str, Any] = {
     "method": "rladapter", "variant": "rladapter", "seed": 0, "total_steps": 512, "n_envs": 1, "every": 32,
-    "stage_every": 64, "min_records": 1, "stage_sft_steps": 2, "adapter_batch_size": 2, "max_new_tokens": 16,
+    "stage_every": 64, "min_records": 1, "min_examples": 1, "min_new_records": 1, "stage_sft_steps": 2,
+    "finetune_nice": 0,  # a niced worker starves on a machine loaded by other jobs
+    "adapter_batch_size": 2, "max_new_tokens": 16,
     "lora_r": 4, "env_kwargs": {"area": [16, 16], "length": 48}, "wait_final_s": 600, "checkpoint_every": 0,
     "learner_kwargs": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
     "net": {"channels": [4, 8, 8], "image_features": 16, "subgoal_features": 8, "net_arch": [8]},

@@ -142,7 +142,7 @@ class _Adapter:
 def test_teacher_state_keeps_the_adapter_stage_and_numbers_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def teacher(adapter: _Adapter) -> RLAdapterTeacher:
         guide = FakeListChatModel(responses=['{"choice": "collect wood"}'])
-        return RLAdapterTeacher(adapter=adapter, llm=guide, every=4, run_dir=tmp_path, min_records=1,
+        return RLAdapterTeacher(adapter=adapter, llm=guide, every=4, run_dir=tmp_path, min_records=1, min_examples=1, min_new_records=0,
                                 embeddings=DeterministicFakeEmbedding(size=384))
 
     first = teacher(_Adapter())
