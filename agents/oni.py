@@ -338,7 +338,9 @@ class ONIMethod(TrainedMethod):
             model = self.reward_model.stats()
             # a reward-model failure (its trainer thread or process) is in the metrics, not only in the log
             out.update(reward_model_stats=model, reward_model_error=model.get("error"),
-                       reward_model_errors=int(model.get("errors", 0)))
+                       reward_model_errors=int(model.get("errors", 0)),
+                       reward_trainer_restarts=int(model.get("restarts", 0)),
+                       reward_trainer_downtime_s=float(model.get("downtime_s", 0.0)))
         if self.wrapper is not None:
             # learner_blocked_s: wall time minus the learner thread's CPU time inside ONI's part of step()
             # (lock, GIL and scheduler waits caused by ONI's threads), summed over the run

@@ -29,9 +29,12 @@ messages):
   score is cached.
 
 Failures are surfaced, not swallowed: an error in the trainer is logged once
-per distinct message and counted (``stats()["error"]``, ``["errors"]``); a
-trainer process that dies is logged as an error and the learner goes on with
-the last scores it received. The trainer exits when its parent does.
+per distinct message and counted (``stats()["error"]``, ``["errors"]``). A
+trainer process that dies is reaped, logged as an error, and started again
+after a backoff (1 s, doubling, up to ``max_restarts`` times) with every label,
+preference and pending caption it had been sent, so scores keep flowing; the
+learner meanwhile goes on with the last scores it received. Restarts and
+downtime are in ``stats()``. The trainer exits when its parent does.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ class RemoteReward(IntrinsicReward):
         send_every_s: float = 0.05,
         check_every_s: float = 1.0,
         max_asked: int = 500_000,
+        max_restarts: int = 5,
+        restart_backoff_s: float = 1.0,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         cls = REWARD_MODELS.get(kind)
@@ -82,7 +87,33 @@ class RemoteReward(IntrinsicReward):
             raise ValueError(f"RemoteReward runs an embedding model (classifier or ranking), not {kind!r}")
         self.name = kind
         self.send_every_s, self.check_every_s, self.max_asked = send_every_s, check_every_s, max_asked
-        cpu_set = sorted({int(c) for c in cpus}) if cpus else None
+        self.max_restarts, self.restart_backoff_s = int(max_restarts), float(restart_backoff_s)
+        self.cpus = sorted({int(c) for c in cpus}) if cpus else None
+        self.nice, self.threads, self.model_kwargs = nice, threads, dict(model_kwargs or {})
+        self.scores: dict[str, float] = {}  # hash -> the trainer's latest score
+        self.labels: dict[str, float] = {}  # hash -> exact label (used until the trainer scores it)
+        self._asked: dict[str, str] = {}  # hash -> caption sent to be scored (kept to re-send after a restart)
+        self._history_labels: list[dict[str, Any]] = []  # everything sent, for a restarted trainer
+        self._history_prefs: list[dict[str, Any]] = []
+        self._out_labels: list[dict[str, Any]] = []
+        self._out_prefs: list[dict[str, Any]] = []
+        self._out_texts: list[str] = []
+        self._last_send = 0.0
+        self._last_check = time.monotonic()
+        self.remote: dict[str, Any] = {}  # the trainer's last stats
+        self.error: str | None = None
+        self.errors = 0
+        self.dead = False
+        self.restarts = 0
+        self._died_at: float | None = None
+        self._restart_at: float | None = None
+        self._downtime_s = 0.0
+        self.sent = {"messages": 0, "labels": 0, "prefs": 0, "captions": 0}
+        self.received = {"messages": 0, "scores": 0}
+        self._start()
+
+    def _start(self) -> None:
+        """Start the trainer process, its pipes and the feeder thread, and send it its config."""
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
 
@@ -96,31 +127,18 @@ class RemoteReward(IntrinsicReward):
             os.close(from_child_w)
         # placed from here (no preexec_fn in a threaded process): the child only starts Python meanwhile,
         # its work (torch, MiniLM) begins after it reads its config below
-        if cpu_set:
-            os.sched_setaffinity(self._proc.pid, cpu_set)
-        if nice:
-            os.setpriority(os.PRIO_PROCESS, self._proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-        self.cpus, self.nice = cpu_set, nice
+        if self.cpus:
+            os.sched_setaffinity(self._proc.pid, self.cpus)
+        if self.nice:
+            os.setpriority(os.PRIO_PROCESS, self._proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
         self._tx = Connection(to_child_w, readable=False)
         self._results = Connection(from_child_r, writable=False)
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._outbox.put(("config", kind, dict(model_kwargs or {}), threads))
-        self._feeder = threading.Thread(target=self._feed, name=f"oni-{kind}-feeder", daemon=True)
+        self._outbox.put(("config", self.name, self.model_kwargs, self.threads))
+        self._feeder = threading.Thread(target=self._feed, args=(self._outbox, self._tx), name=f"oni-{self.name}-feeder",
+                                        daemon=True)
         self._feeder.start()
-        self.scores: dict[str, float] = {}  # hash -> the trainer's latest score
-        self.labels: dict[str, float] = {}  # hash -> exact label (used until the trainer scores it)
-        self._asked: set[str] = set()  # captions already sent to be scored
-        self._out_labels: list[dict[str, Any]] = []
-        self._out_prefs: list[dict[str, Any]] = []
-        self._out_texts: list[str] = []
-        self._last_send = 0.0
-        self._last_check = time.monotonic()
-        self.remote: dict[str, Any] = {}  # the trainer's last stats
-        self.error: str | None = None
-        self.errors = 0
         self.dead = False
-        self.sent = {"messages": 0, "labels": 0, "prefs": 0, "captions": 0}
-        self.received = {"messages": 0, "scores": 0}
 
     # -- learner side: no waiting -----------------------------------------------------------------
     def update(self, labels: Sequence[dict[str, Any]], prefs: Sequence[dict[str, Any]] = ()) -> None:
@@ -128,6 +146,8 @@ class RemoteReward(IntrinsicReward):
             self.labels[caption_hash(item["text"])] = 1.0 if item["helpful"] else 0.0
         self._out_labels.extend(labels)
         self._out_prefs.extend(prefs)
+        self._history_labels.extend(labels)
+        self._history_prefs.extend(prefs)
         self._send()
 
     def reward(self, captions: Sequence[str]) -> np.ndarray:
@@ -144,8 +164,8 @@ class RemoteReward(IntrinsicReward):
                 if key not in asked:
                     if len(asked) >= self.max_asked:
                         asked.clear()  # bounded: a caption asked again is only embedded again if the trainer forgot it
-                    asked.add(key)
-                    self._out_texts.append(normalize_caption(text))
+                    asked[key] = normalize_caption(text)
+                    self._out_texts.append(asked[key])
             out[i] = score
         self._send()
         return out
@@ -181,22 +201,48 @@ class RemoteReward(IntrinsicReward):
         except (EOFError, OSError):
             pass  # the trainer is gone: found below
         now = time.monotonic()
-        if not self.dead and now - self._last_check >= self.check_every_s:
+        if self.dead:
+            if self._restart_at is not None and now >= self._restart_at:
+                self._restart(now)
+        elif now - self._last_check >= self.check_every_s:
             self._last_check = now
             code = self._proc.poll()  # also reaps it
             if code is not None:
-                self.dead = True
-                self._record_error(f"the reward trainer process (pid {self._proc.pid}) died with exit code "
-                                   f"{code}; rewards stay at its last scores", count=1)
+                self.dead, self._died_at = True, now
+                self._outbox.put(None)  # ends the old feeder
+                if self.restarts < self.max_restarts:
+                    backoff = self.restart_backoff_s * 2**self.restarts
+                    self._restart_at = now + backoff
+                    then = f"restarting it in {backoff:g} s (restart {self.restarts + 1} of {self.max_restarts})"
+                else:
+                    self._restart_at = None
+                    then = f"not restarted: {self.max_restarts} restarts used"
+                self._record_error(f"the reward trainer process (pid {self._proc.pid}) died with exit code {code}; "
+                                   f"rewards stay at its last scores; {then}", count=1)
 
-    def _feed(self) -> None:
+    def _restart(self, now: float) -> None:
+        """A new trainer, sent every label, preference and caption the dead one had been sent."""
+        for conn in (self._tx, self._results):
+            conn.close()
+        self.restarts += 1
+        self._restart_at = None
+        self._out_labels, self._out_prefs, self._out_texts = [], [], []  # in the history re-sent below
+        self._start()
+        self._downtime_s += time.monotonic() - (self._died_at or now)
+        self._died_at = None
+        self._outbox.put(("data", list(self._history_labels), list(self._history_prefs), list(self._asked.values())))
+        log.warning("ONI %s reward model: trainer restarted (pid %d), %d labels and %d captions re-sent.",
+                    self.name, self._proc.pid, len(self._history_labels), len(self._asked))
+
+    @staticmethod
+    def _feed(outbox: queue.SimpleQueue[Any], tx: Connection) -> None:
         """Feeder thread: write queued messages to the trainer (the only place a full pipe can wait)."""
         while True:
-            message = self._outbox.get()
+            message = outbox.get()
             if message is None:
                 return
             try:
-                self._tx.send(message)
+                tx.send(message)
             except OSError:  # the trainer is gone; _receive reports it
                 return
 
@@ -226,7 +272,13 @@ class RemoteReward(IntrinsicReward):
                 "fit_s": remote.get("fit_s", 0.0), "embed_s": remote.get("embed_s", 0.0),
                 "fitted": remote.get("fitted", False), "prefs": remote.get("prefs", 0),
                 "sent_messages": self.sent["messages"], "sent_captions": self.sent["captions"],
-                "received_scores": self.received["scores"], "error": self.error, "errors": self.errors}
+                "received_scores": self.received["scores"], "error": self.error, "errors": self.errors,
+                "restarts": self.restarts, "downtime_s": round(self.downtime_s, 3)}
+
+    @property
+    def downtime_s(self) -> float:
+        """Seconds without a live trainer (the current outage included)."""
+        return self._downtime_s + (time.monotonic() - self._died_at if self._died_at is not None else 0.0)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the trainer and reap it (asked to stop, then SIGKILL if it has not exited within ``timeout``)."""

@@ -151,21 +151,28 @@ def test_remote_classifier_trains_in_its_own_process(caplog) -> None:
         t0 = time.perf_counter()
         assert model.reward(unseen).tolist() == [0.0, 0.0]  # not scored yet: 0 at once, never a wait
         assert time.perf_counter() - t0 < 0.05
-        assert model.wait_until_scored(unseen, timeout=120)  # MiniLM + logistic regression in the child
+        assert model.wait_until_scored(unseen, timeout=300)  # MiniLM + logistic regression in the child
         kill, wall = model.reward(unseen)
         assert kill > wall
         stats = model.stats()
         assert stats["fitted"] and stats["fits"] >= 1 and stats["embedded"] >= 8 and stats["errors"] == 0
         pid = stats["pid"]
+        model.restart_backoff_s = 2.0
         os.kill(pid, signal.SIGKILL)  # the trainer dies: surfaced, the learner goes on with the last scores
         deadline = time.monotonic() + 10
         while model.stats()["alive"] and time.monotonic() < deadline:
             model.reward(unseen)
             time.sleep(0.1)
         stats = model.stats()
-        assert not stats["alive"] and "died" in stats["error"] and stats["errors"] == 1
+        assert not stats["alive"] and "died" in stats["error"] and "restarting" in stats["error"] and stats["errors"] == 1
         assert model.reward(unseen).tolist() == [kill, wall]
         assert not Path(f"/proc/{pid}").exists()  # reaped
         assert len([r for r in caplog.records if "died" in r.getMessage()]) == 1
+        # restarted after the backoff with every label re-sent: a caption never seen before gets scored
+        later = ["You kill the sewer rat!"]
+        assert model.wait_until_scored(later, timeout=300)
+        stats = model.stats()
+        assert stats["alive"] and stats["restarts"] == 1 and stats["pid"] != pid and stats["downtime_s"] >= 2.0, stats
+        assert stats["fitted"] and model.reward(later)[0] > model.reward(["It's a solid stone wall."])[0]
     finally:
         model.close()
