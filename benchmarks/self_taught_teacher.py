@@ -1,0 +1,292 @@
+"""A teacher that learns to teach (issue 16): the self-taught teacher against its controls.
+
+Two phases, each resumable from its per-item JSON under --work:
+
+``--phase stages`` (cheap, the most telling figure): the teacher's accuracy,
+i.e. agreement with the oracle's next subgoal on a fixed probe set (situations
+of expert-driven episodes on held-out seeds 100000+; the oracle only scores),
+before any tuning and after each LoRA stage, with each stage's examples and
+seconds. The hindsight comes from episodes of a uniformly random policy
+through the same `HindsightRecorder` a training run uses (what a learner's
+first episodes look like), successful ones only; no oracle label is trained
+on. Stages are cumulative (stage k trains on the first n_k examples,
+continuing stage k-1's LoRA), as in a run. Controls on the same probe: a
+uniformly random choice (1/number of options) and the majority answer of
+the training examples.
+
+``--phase arms``: PPO sample efficiency, arms ``plain, oracle, random,
+frozen, self_taught`` (frozen = the same model and scorer, never tuned) on
+DoorKey-8x8 and MultiRoom-N4-S5, >= 5 seeds, IQM [95% bootstrap CI] of steps to
+0.9 and success at 25/50/100% of the budget (`arm_statistics` of
+`minigrid_teachers.py`), with the self-taught runs' stage records, throughput
+(steps/s) and teacher agreement.
+
+    .venv/bin/python benchmarks/self_taught_teacher.py --phase stages --seeds 0,1,2,3,4
+    .venv/bin/python benchmarks/self_taught_teacher.py --phase arms --seeds 0,1,2,3,4   # hours on CPU
+    .venv/bin/python benchmarks/self_taught_teacher.py --phase arms --quick             # smoke
+
+Both phases write benchmarks/results/self_taught_teacher.json (the other
+phase's last summary is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+ENVS = {"MiniGrid-DoorKey-8x8-v0": 300_000, "MiniGrid-MultiRoom-N4-S5-v0": 300_000}
+ARMS = ("plain", "oracle", "random", "frozen", "self_taught")
+PROBE_SEEDS = 100_000
+
+
+def _machine() -> dict[str, Any]:
+    return {"machine": f"{platform.machine()}, {os.cpu_count()}-core CPU, no GPU (shared with other jobs)",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+# -- phase 1: accuracy before/after each stage --------------------------------------------------------
+def random_hindsight(env_id: str, episodes: int, seed: int, max_examples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Hindsight rows from a uniformly random policy's successful episodes (seeds seed*10^6 + i)."""
+    import numpy as np
+    from llmguide.agents.hindsight import HindsightRecorder
+    from llmguide.envs.minigrid import make_minigrid
+
+    env = HindsightRecorder(make_minigrid(env_id))
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    successes, steps, t0 = 0, 0, time.perf_counter()
+    played = 0
+    for i in range(episodes):
+        env.reset(seed=seed * 1_000_000 + i)
+        played += 1
+        done = False
+        while not done:
+            _, reward, term, trunc, _ = env.step(int(rng.integers(6)))
+            steps += 1
+            done = term or trunc
+        if term and float(reward) > 0:
+            successes += 1
+            rows.extend(env.examples())
+        if len(rows) >= max_examples:
+            break
+    env.close()
+    return rows, {"episodes": played, "successes": successes, "env_steps": steps,
+                  "collect_s": round(time.perf_counter() - t0, 1)}
+
+
+def stages_job(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One seed: collect random-policy hindsight, then cumulative stages scored on the probe."""
+    import torch
+
+    torch.set_num_threads(1)
+    from llmguide.agents.hindsight import build_probe
+    from llmguide.teachers.lora_tuning import AdapterLM, choice_accuracy
+
+    probe = build_probe(env_id, range(PROBE_SEEDS, PROBE_SEEDS + args.probe_episodes))
+    rows, collect = random_hindsight(env_id, args.episodes, seed, max(args.stage_sizes))
+    out: dict[str, Any] = {"env": env_id, "seed": seed, "probe_n": len(probe), "collect": collect,
+                           "examples": len(rows)}
+    out["random_choice"] = sum(1 / len(r["options"]) for r in probe) / len(probe) if probe else None
+    if not rows:
+        out["stages"] = []
+        out["note"] = "no successful random-policy episode: no hindsight, no stage"
+        return out
+    majority = Counter(r["answer"] for r in rows).most_common(1)[0][0]
+    out["majority_answer"] = majority
+    out["majority_choice"] = sum(r["answer"] == majority for r in probe) / len(probe) if probe else None
+    t0 = time.perf_counter()
+    lm = AdapterLM(args.adapter, lora_r=args.lora_r, trainable=True, seed=seed)
+    out["load_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    first = choice_accuracy(lm, probe)
+    stages = [{"stage": 0, "examples": 0, "probe": first, "score_s": round(time.perf_counter() - t0, 1)}]
+    examples = [(r["messages"], r["answer"]) for r in rows]
+    for k, n in enumerate(sorted({min(s, len(examples)) for s in args.stage_sizes}), start=1):
+        t0 = time.perf_counter()
+        losses = lm.train_steps(examples[:n], args.stage_steps, lr=args.stage_lr, batch_size=args.batch_size,
+                                seed=seed + k)
+        train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        acc = choice_accuracy(lm, probe)
+        stages.append({"stage": k, "examples": n, "probe": acc, "train_s": round(train_s, 1),
+                       "loss_first": losses[0], "loss_last": losses[-1], "score_s": round(time.perf_counter() - t0, 1)})
+        print(f"  {env_id} seed {seed} stage {k}: {n} examples, probe accuracy "
+              f"{stages[-2]['probe']['accuracy']:.2f} -> {acc['accuracy']:.2f} ({train_s:.0f} s tuning)", flush=True)
+    out["stages"] = stages
+    return out
+
+
+def stages_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per env: probe accuracy per stage (mean and IQM [95% CI] over seeds) beside the controls."""
+    from llmguide.stats import iqm_interval
+
+    out: dict[str, Any] = {}
+    for env in sorted({r["env"] for r in rows}):
+        mine = [r for r in rows if r["env"] == env]
+        tuned = [r for r in mine if r["stages"]]
+        per_stage: dict[int, list[float]] = {}
+        for r in tuned:
+            for s in r["stages"]:
+                per_stage.setdefault(s["stage"], []).append(s["probe"]["accuracy"])
+
+        def ci(values: list[float]) -> dict[str, Any]:
+            found = iqm_interval(values)
+            return {"iqm": found.value, "low": found.low, "high": found.high, "n": found.n,
+                    "mean": sum(values) / len(values)}
+
+        out[env] = {
+            "seeds": [r["seed"] for r in mine],
+            "seeds_with_hindsight": [r["seed"] for r in tuned],
+            "probe_n": mine[0]["probe_n"],
+            "accuracy_by_stage": {str(k): ci(v) for k, v in sorted(per_stage.items())},
+            "random_choice": mine[0]["random_choice"],
+            "majority_choice": ci([r["majority_choice"] for r in tuned]) if tuned else None,
+            "examples": [r["examples"] for r in mine],
+            "train_s_per_stage": [s.get("train_s") for r in tuned for s in r["stages"] if s["stage"] > 0],
+            "collect": [r["collect"] for r in mine],
+        }
+    return out
+
+
+# -- phase 2: PPO arms --------------------------------------------------------------------------------
+def arm_teacher(arm: str, args: argparse.Namespace) -> Any:
+    if arm == "plain":
+        return None
+    if arm in ("oracle", "random"):
+        return {"type": arm, "kind": "object"}
+    tuning = {"stage_examples": args.stage_examples, "stage_steps": args.stage_steps, "stage_lr": args.stage_lr,
+              "batch_size": args.batch_size, "lora_r": args.lora_r, "adapter": args.adapter,
+              "probe_episodes": args.probe_episodes}
+    if arm == "frozen":
+        tuning["max_stages"] = 0
+    return {"type": "self_taught", "kind": "object", "tuning": tuning}
+
+
+def arm_job(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """One PPO run (the subgoal method through `Experiment`)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from llmguide.experiment import Experiment
+
+    exp = Experiment(
+        env=job["env"], method="subgoal", teacher=arm_teacher(job["arm"], args), learner="PPO",
+        total_steps=job["cap"], seed=job["seed"], n_envs=8,
+        eval={"every": args.eval_every, "episodes": args.eval_episodes, "stop_at_target": True, "gate": 0.2},
+        checkpoint_every=0, run_dir=Path(args.work) / f"{job['env']}__{job['arm']}__{job['seed']}",
+    )
+    start = time.perf_counter()
+    m = exp.run().metrics
+    tm = m["extras"].get("teacher_metrics") or {}
+    return {
+        "env": job["env"], "teacher": job["arm"], "seed": job["seed"], "cap": job["cap"],
+        "steps_to_0.9": m["steps_to_target"], "steps_trained": m["steps"], "final_success_rate": m["success"],
+        "steps_per_s": m["steps_per_s"], "wall_s": time.perf_counter() - start,
+        "oracle_agreement": tm.get("teacher_oracle_agreement"), "llm_calls": tm.get("teacher_calls", 0),
+        "cache_hit_rate": tm.get("teacher_cache_hit_rate"), "late_answers": tm.get("teacher_late_answers"),
+        "deferred": tm.get("teacher_deferred"), "steps_waiting": tm.get("teacher_steps_waiting"),
+        "self_taught": m["extras"].get("self_taught"),
+        "evals": [(e["steps"], e["success"], e.get("evaluated", True)) for e in m["curve"]],
+        "status": "finished",
+    }
+
+
+def arms_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from minigrid_teachers import arm_statistics
+
+    out: dict[str, Any] = {}
+    for env in sorted({r["env"] for r in rows}):
+        cap = max(r["cap"] for r in rows if r["env"] == env)
+        arms = {}
+        for arm in ARMS:
+            mine = [r for r in rows if r["env"] == env and r["teacher"] == arm]
+            if mine:
+                arms[arm] = {**arm_statistics(mine, cap),
+                             "steps_per_s_mean": sum(r["steps_per_s"] for r in mine) / len(mine),
+                             "stages_done": [((r.get("self_taught") or {}).get("stages_done")) for r in mine]}
+        out[env] = {"cap": cap, "arms": arms}
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phase", choices=("stages", "arms"), required=True)
+    ap.add_argument("--envs", default=",".join(ENVS))
+    ap.add_argument("--caps", default=None, help="arms: comma-separated step caps, one per env")
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--adapter", default="smollm2")
+    ap.add_argument("--lora-r", type=int, default=8)
+    ap.add_argument("--stage-steps", type=int, default=30)
+    ap.add_argument("--stage-lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--stage-examples", type=int, default=32, help="arms: new examples per stage")
+    ap.add_argument("--stage-sizes", default="16,32,64", help="stages: cumulative examples per stage")
+    ap.add_argument("--episodes", type=int, default=600, help="stages: random-policy episodes at most per seed")
+    ap.add_argument("--probe-episodes", type=int, default=6)
+    ap.add_argument("--eval-every", type=int, default=10_000)
+    ap.add_argument("--eval-episodes", type=int, default=20)
+    ap.add_argument("--work", default="runs/benchmarks/self_taught_teacher")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "self_taught_teacher.json")
+    ap.add_argument("--quick", action="store_true", help="smoke: DoorKey-5x5, 1 seed, tiny budgets")
+    args = ap.parse_args(argv)
+    args.stage_sizes = [int(s) for s in args.stage_sizes.split(",")]
+    envs = args.envs.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    caps = [int(c) for c in args.caps.split(",")] if args.caps else [ENVS.get(e, 300_000) for e in envs]
+    if args.quick:
+        envs, caps, seeds = ["MiniGrid-DoorKey-5x5-v0"], [4096], [0]
+        args.eval_every, args.eval_episodes, args.episodes, args.stage_sizes = 2048, 4, 60, [4]
+        args.stage_steps, args.probe_episodes, args.stage_examples = 2, 2, 4
+    work = Path(args.work) / args.phase
+    work.mkdir(parents=True, exist_ok=True)
+    from llmguide.rundir import write_json
+
+    command = "python benchmarks/self_taught_teacher.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    load_start = os.getloadavg()
+    rows = []
+    if args.phase == "stages":
+        for env in envs:
+            for seed in seeds:
+                done = work / f"{env}__{seed}__steps{args.stage_steps}.json"
+                if not done.exists():
+                    print(f"stages: {env} seed {seed}", flush=True)
+                    done.write_text(json.dumps(stages_job(env, seed, args), indent=1))
+                rows.append(json.loads(done.read_text()))
+        summary = {"rows": rows, "by_env": stages_summary(rows)}
+    else:
+        arms = args.arms.split(",")
+        for env, cap in zip(envs, caps):
+            for seed in seeds:
+                for arm in arms:
+                    done = work / f"{env}__{arm}__{seed}__cap{cap}.json"
+                    if not done.exists():
+                        print(f"arms: {env} {arm} seed {seed} cap {cap}", flush=True)
+                        done.write_text(json.dumps(arm_job({"env": env, "arm": arm, "seed": seed, "cap": cap}, args),
+                                                   indent=1))
+                    rows.append(json.loads(done.read_text()))
+        summary = {"rows": rows, "by_env": arms_summary(rows)}
+    previous = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else {}
+    previous[args.phase] = {
+        "command": command, "seeds": seeds, **_machine(),
+        "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out",)}, **summary,
+    }
+    write_json(args.out, previous)
+    print(json.dumps(summary["by_env"], indent=1, default=str)[:4000])
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
