@@ -231,6 +231,8 @@ def on_network_fs(path: Path) -> bool:
 def _check_node_local(config: dict[str, Any]) -> None:
     """A Chroma memory named in the config must be node-local: refuse one on a network file system."""
     memory = config.get("memory")
+    if isinstance(memory, str) and memory.startswith(("http://", "https://")):
+        return  # a Chroma server (DiLu `memory: URL`): its store lives on the server's own disk
     if isinstance(memory, str) and memory not in ("true", "false") and on_network_fs(Path(memory)):
         raise ConfigError(f"memory={memory} is on a network file system; Chroma's SQLite store must stay node-local: "
                           "point `memory` at a local disk (or leave it unset: each trial keeps it in its run dir).")

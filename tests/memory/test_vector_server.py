@@ -146,3 +146,13 @@ def test_dilu_config_selects_the_server_memory(chroma_url: str, tmp_path: Path, 
     dead = prepare({"method": "dilu", "memory": {"url": down}}, {"llm": llm})
     with pytest.raises(BackendUnavailableError, match=down):
         dead.method_cls(dead.config, dead.settings, tmp_path, dead.objects).build()
+
+
+def test_a_sweep_accepts_a_server_memory_from_a_network_fs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial's memory URL is not a path: it is never refused as 'on a network file system'."""
+    from llmguide import sweep
+
+    monkeypatch.setattr(sweep, "on_network_fs", lambda path: True)  # as if every path were on NFS
+    sweep._check_node_local({"memory": "http://10.0.0.5:8001"})
+    with pytest.raises(ConfigError, match="network file system"):
+        sweep._check_node_local({"memory": "/shared/dilu-mem"})
