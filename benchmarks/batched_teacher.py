@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument("--max-steps", type=int, default=25, help="episode length cap")
     parser.add_argument("--llm", default="smollm2")
+    parser.add_argument("--alternate", action="store_true",
+                        help="swap the LLM arms' order on odd seeds (the first arm pays new option priors)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "batched_teacher.json")
     args = parser.parse_args(argv)
 
@@ -99,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     run_arm("llm-unbatched", args.env, N_ENVS, 99, args.llm, args.max_steps)  # warm-up: the model loaded once
     rows: list[dict[str, Any]] = []
     for seed in range(args.repeats):
-        for arm in ARMS:
+        # the LLM arms swap order every seed: the first one pays the option priors (cached per process
+        # by option text, `llmguide.llm.structured`) for options no earlier question had
+        order = ARMS if seed % 2 == 0 or not args.alternate else (ARMS[0], ARMS[2], ARMS[1])
+        for arm in order:
             row = run_arm(arm, args.env, args.steps, seed, args.llm, args.max_steps)
             rows.append(row)
             print(row, flush=True)
@@ -121,7 +126,7 @@ def _summary(args: Any, argv: list[str] | None, rows: list[dict[str, Any]], bega
         "machine": f"{platform.machine()}, {os.cpu_count()}-core CPU, no GPU (shared with other jobs)",
         "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "env": args.env, "n_envs": N_ENVS, "steps": args.steps, "seeds": done, "complete": complete,
-        "max_steps": args.max_steps, "llm": args.llm,
+        "max_steps": args.max_steps, "llm": args.llm, "alternate": args.alternate,
         "teacher_s_per_1k_median": {arm: med(arm, "teacher_s_per_1k") for arm in ARMS},
         "wall_s_per_1k_median": {arm: med(arm, "wall_s_per_1k") for arm in ARMS},
         "llm_questions_median": {arm: med(arm, "llm_questions") for arm in ARMS},
