@@ -63,9 +63,12 @@ print("buffer  :", teacher.buffer.records()[0]["outcome"])
 md("""
 ## A stage of adapter fine-tuning
 
-In a run, the callback calls `teacher.start_stage()` every `stage_every` steps: a separate
-process SFT-tunes the LoRA on the best buffer records and saves it to `adapter/stage_K`;
-`teacher.poll()` swaps it in when ready. Here we call the same stage function in-process on a
+In a run, the callback starts a stage once the buffer gives `min_examples` SFT examples after
+the `keep` filter (64 by default) and `min_new_records` new records came in, at least
+`stage_every` steps after the last: a separate process SFT-tunes the LoRA on the best buffer
+records and saves it to `adapter/stage_K`; `teacher.poll()` swaps it in when ready while PPO
+keeps training, and `metrics.json` keeps per stage its examples, seconds, queries served and
+comprehension (`extras.stages`). Variant `frozen` keeps the base adapter, untuned, as the control. Here we call the same stage function in-process on a
 tiny buffer to see that the adapter's next-token distribution moves.
 """)
 code("""
