@@ -95,13 +95,16 @@ def stages_job(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, An
     out: dict[str, Any] = {"env": env_id, "seed": seed, "probe_n": len(probe), "collect": collect,
                            "examples": len(rows)}
     out["random_choice"] = sum(1 / len(r["options"]) for r in probe) / len(probe) if probe else None
-    if not rows:
+    if rows:
+        majority = Counter(r["answer"] for r in rows).most_common(1)[0][0]
+        out["majority_answer"] = majority
+        out["majority_choice"] = sum(r["answer"] == majority for r in probe) / len(probe) if probe else None
+    elif not args.frozen_without_hindsight:
         out["stages"] = []
         out["note"] = "no successful random-policy episode: no hindsight, no stage"
         return out
-    majority = Counter(r["answer"] for r in rows).most_common(1)[0][0]
-    out["majority_answer"] = majority
-    out["majority_choice"] = sum(r["answer"] == majority for r in probe) / len(probe) if probe else None
+    else:
+        out["note"] = "no successful random-policy episode: no hindsight; the frozen model scored only"
     t0 = time.perf_counter()
     lm = AdapterLM(args.adapter, lora_r=args.lora_r, trainable=True, seed=seed)
     out["load_s"] = round(time.perf_counter() - t0, 1)
@@ -109,7 +112,7 @@ def stages_job(env_id: str, seed: int, args: argparse.Namespace) -> dict[str, An
     first = choice_accuracy(lm, probe)
     stages = [{"stage": 0, "examples": 0, "probe": first, "score_s": round(time.perf_counter() - t0, 1)}]
     examples = [(r["messages"], r["answer"]) for r in rows]
-    for k, n in enumerate(sorted({min(s, len(examples)) for s in args.stage_sizes}), start=1):
+    for k, n in enumerate([] if not examples else sorted({min(s, len(examples)) for s in args.stage_sizes}), start=1):
         t0 = time.perf_counter()
         losses = lm.train_steps(examples[:n], args.stage_steps, lr=args.stage_lr, batch_size=args.batch_size,
                                 seed=seed + k)
@@ -131,9 +134,9 @@ def stages_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for env in sorted({r["env"] for r in rows}):
         mine = [r for r in rows if r["env"] == env]
-        tuned = [r for r in mine if r["stages"]]
+        tuned = [r for r in mine if r["examples"]]
         per_stage: dict[int, list[float]] = {}
-        for r in tuned:
+        for r in mine:
             for s in r["stages"]:
                 per_stage.setdefault(s["stage"], []).append(s["probe"]["accuracy"])
 
@@ -234,11 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage-sizes", default="16,32,64", help="stages: cumulative examples per stage")
     ap.add_argument("--episodes", type=int, default=600, help="stages: random-policy episodes at most per seed")
     ap.add_argument("--probe-episodes", type=int, default=6)
+    ap.add_argument("--frozen-without-hindsight", action="store_true",
+                    help="stages: score the untuned model on the probe even when no hindsight came in")
     ap.add_argument("--eval-every", type=int, default=10_000)
     ap.add_argument("--eval-episodes", type=int, default=20)
     ap.add_argument("--work", default="runs/benchmarks/self_taught_teacher")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "self_taught_teacher.json")
     ap.add_argument("--quick", action="store_true", help="smoke: DoorKey-5x5, 1 seed, tiny budgets")
+    ap.add_argument("--report", action="store_true", help="only summarise the finished items (run nothing)")
     args = ap.parse_args(argv)
     args.stage_sizes = [int(s) for s in args.stage_sizes.split(",")]
     envs = args.envs.split(",")
@@ -259,17 +265,23 @@ def main(argv: list[str] | None = None) -> int:
         for env in envs:
             for seed in seeds:
                 done = work / f"{env}__{seed}__steps{args.stage_steps}.json"
+                if args.report and not done.exists():
+                    continue
                 if not done.exists():
                     print(f"stages: {env} seed {seed}", flush=True)
                     done.write_text(json.dumps(stages_job(env, seed, args), indent=1))
                 rows.append(json.loads(done.read_text()))
-        summary = {"rows": rows, "by_env": stages_summary(rows)}
+        summary = {"rows": rows, "by_env": stages_summary(rows),
+                   "not_run": [f"{e} seed {s}" for e in envs for s in seeds
+                               if not (work / f"{e}__{s}__steps{args.stage_steps}.json").exists()]}
     else:
         arms = args.arms.split(",")
         for env, cap in zip(envs, caps):
             for seed in seeds:
                 for arm in arms:
                     done = work / f"{env}__{arm}__{seed}__cap{cap}.json"
+                    if args.report and not done.exists():
+                        continue
                     if not done.exists():
                         print(f"arms: {env} {arm} seed {seed} cap {cap}", flush=True)
                         done.write_text(json.dumps(arm_job({"env": env, "arm": arm, "seed": seed, "cap": cap}, args),
