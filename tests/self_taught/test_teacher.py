@@ -51,7 +51,7 @@ def test_a_stage_on_hindsight_raises_the_answers_likelihood(lm: AdapterLM, hinds
         return [lm.option_logprobs(r["messages"], r["options"])[r["options"].index(r["answer"])] for r in rows]
 
     before = answer_scores()
-    losses = lm.train_steps(examples, steps=3, lr=3e-3, batch_size=4)
+    losses = lm.train_steps(examples, steps=2, lr=3e-3, batch_size=4)
     assert losses[-1] < losses[0]
     assert sum(answer_scores()) > sum(before)
 
@@ -69,7 +69,7 @@ def test_hot_swap_changes_the_teachers_choice(lm: AdapterLM, tmp_path: Path) -> 
     # a stage tuned on hindsight that answers otherwise in this very situation
     options = [o for o, _ in target_options(env)]
     wanted = next(o for o in options if not o.endswith(first.text))
-    lm.train_steps([(situation_messages(info["situation"], options), wanted)] * 4, steps=4, lr=5e-3, batch_size=4)
+    lm.train_steps([(situation_messages(info["situation"], options), wanted)] * 4, steps=3, lr=5e-3, batch_size=4)
     lm.save(teacher.stage_dir(1))
     lm.load_stage(lm.plain, 0)  # back to the plain weights: only the swap can bring stage 1 in
     (tmp_path / "self_taught" / "current.json").write_text('{"stage": 1}')  # what the stage driver announces
