@@ -441,7 +441,7 @@ class RLAdapterConfig(TrainedConfig):
     stage_sft_steps: PositiveInt = Field(16, description="SFT optimizer steps per stage (steps x batch ~ min_examples: one pass).")
     adapter_lr: PositiveFloat = Field(2e-4, description="SFT learning rate of the adapter's LoRA.")
     adapter_batch_size: PositiveInt = Field(
-        4, description="SFT batch size (a batch of 8 took 5.0 GB RSS in the worker and was OOM-killed on a full machine)."
+        4, description="SFT batch size (the worker peaks at ~5.5 GB RSS on a 64-example stage: mind other jobs' memory)."
     )
     keep: float = Field(0.5, gt=0.0, le=1.0, description="SFT on the top fraction of records by outcome.")
     lora_r: PositiveInt = Field(8, description="LoRA rank (the paper: 64 on a 7B model).")

@@ -252,7 +252,7 @@ def main() -> int:
     ap.add_argument("--min-new-records", type=int, default=16)
     ap.add_argument("--keep", type=float, default=0.75)
     ap.add_argument("--stage-sft-steps", type=int, default=16)
-    ap.add_argument("--adapter-batch-size", type=int, default=4, help="batch 8 peaked at 5.0 GB RSS in the worker")
+    ap.add_argument("--adapter-batch-size", type=int, default=4, help="SFT batch of the stage worker")
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--finetune-nice", type=int, default=10, help="niceness added to the fine-tune worker")
     ap.add_argument("--area", type=int, default=32, help="Crafter world size (64 = standard; 32 is ~3x cheaper on CPU)")
