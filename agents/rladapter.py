@@ -371,33 +371,9 @@ def plot_stage_curve(
 ) -> Path:
     """Learning curves with a dotted vertical line, in the curve's colour, at each step where a
     tuned adapter stage began serving queries (`stages`: label -> steps)."""
-    import matplotlib
+    from llmguide.plots import plot_curves
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
-    try:
-        for label, (xs, ys) in curves.items():
-            (line,) = ax.plot(list(xs), list(ys), label=label, linewidth=1.6)
-            for k, x in enumerate(stages.get(label, ()), start=1):
-                ax.axvline(x, color=line.get_color(), linestyle=":", linewidth=1.2)
-                ax.annotate(f"S{k}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
-                            textcoords="offset points", fontsize="x-small", color=line.get_color())
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel(ylabel)
-        if title:
-            ax.set_title(title, fontsize="medium")
-        if curves:
-            ax.legend(loc="best", fontsize="small")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return plot_curves(curves, path, title, ylabel, markers=stages)
 
 
 # -- the method ---------------------------------------------------------------------------

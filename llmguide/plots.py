@@ -24,8 +24,13 @@ def plot_curves(
     bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     hline: float | None = None,
     ylim: tuple[float, float] | None = None,
+    markers: Mapping[str, Sequence[float]] | None = None,
+    marker_prefix: str = "S",
 ) -> Path:
     """Draw one line per label (optional shaded (low, high) band per label) and save a PNG.
+
+    ``markers`` (label -> x values) draws a dotted vertical line in the label's colour at
+    each x, tagged ``S1``, ``S2``, ... (``marker_prefix``): where a tuning stage began, say.
 
     >>> plot_curves({"plain": ([0, 10], [0.0, 0.5])}, "/tmp/llmguide_doctest.png")  # doctest: +ELLIPSIS
     PosixPath('/tmp/llmguide_doctest.png')
@@ -44,6 +49,10 @@ def plot_curves(
             if bands and label in bands:
                 low, high = bands[label]
                 ax.fill_between(list(xs), list(low), list(high), color=line.get_color(), alpha=0.2, linewidth=0)
+            for k, x in enumerate((markers or {}).get(label, ()), start=1):
+                ax.axvline(x, color=line.get_color(), linestyle=":", linewidth=1.2)
+                ax.annotate(f"{marker_prefix}{k}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                            textcoords="offset points", fontsize="x-small", color=line.get_color())
         if hline is not None:
             ax.axhline(hline, color="grey", linestyle="--", linewidth=1)
         if ylim is not None:

@@ -47,6 +47,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from llmguide.errors import ConfigError
+from llmguide.processes import stop_process
 
 __all__ = [
     "GUIDE_SYSTEM",
@@ -656,11 +657,7 @@ class RLAdapterTeacher:
         """Stop a still-running fine-tune (the process this teacher started)."""
         if self._job is not None:
             proc, log = self._job[1], self._job[5]
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, 10)
             log.close()
             self._job = None
 

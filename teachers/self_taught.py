@@ -48,6 +48,7 @@ from llmguide.teachers.base import Proposal, Question, Subgoal, Teacher, Teacher
 from llmguide.teachers.minigrid_planning import agent_cell, layout_targets, minigrid_base, symbolic_state
 
 from llmguide.errors import ConfigError
+from llmguide.processes import stop_process
 
 __all__ = [
     "SELF_TAUGHT_SYSTEM",
@@ -425,12 +426,7 @@ class SelfTaughtTeacher(Teacher):
         if self._job is None:
             return
         record, proc, _, t0, log, _ = self._job
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
         log.close()
         self._job = None
         record.seconds, record.error = time.perf_counter() - t0, "stopped: training ended before the stage did"

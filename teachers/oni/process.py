@@ -14,7 +14,6 @@ with ``restart_annotator``.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import httpx
 
 from llmguide.errors import BackendUnavailableError
 from llmguide.net import free_port, wait_for_http
+from llmguide.processes import stop_process
 
 __all__ = ["AnnotatorProcess", "restart_annotator", "start_annotator"]
 
@@ -56,14 +56,7 @@ class AnnotatorProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (uvicorn shuts down cleanly), then SIGKILL after ``timeout``; returns the exit code."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
     def __enter__(self) -> AnnotatorProcess:
         return self

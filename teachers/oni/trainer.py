@@ -54,6 +54,8 @@ import numpy as np
 from llmguide.teachers.oni.reward import REWARD_MODELS, IntrinsicReward
 from llmguide.teachers.oni.store import caption_hash, normalize_caption
 
+from llmguide.processes import stop_process
+
 __all__ = ["RemoteReward"]
 
 log = logging.getLogger("llmguide.oni.trainer")
@@ -285,11 +287,7 @@ class RemoteReward(IntrinsicReward):
         self._outbox.put(("stop",))
         self._outbox.put(None)
         self._feeder.join(timeout)
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        stop_process(self._proc, timeout, terminate=False)
         for conn in (self._tx, self._results):
             conn.close()
 

@@ -17,6 +17,7 @@ import pytest
 from llmguide.memory import Experience, ExperienceMemory
 
 from llmguide.errors import BackendUnavailableError, ConfigError
+from llmguide.processes import stop_process
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -56,11 +57,7 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 10)
         log.close()
 
 
