@@ -165,6 +165,8 @@ def test_teacher_state_keeps_the_adapter_stage_and_numbers_the_next(tmp_path: Pa
     started: list[list[str]] = []
 
     class Popen:
+        returncode: int | None = None
+
         def __init__(self, cmd: list[str], **kwargs: Any) -> None:
             started.append(cmd)
 
