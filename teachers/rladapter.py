@@ -197,44 +197,12 @@ def _jsonable(x: Any) -> Any:
 
 def generate_batch(lm: Any, prompts: Sequence[Sequence[dict[str, str]]], max_new_tokens: int = 40,
                    temperature: float = 0.0) -> list[str]:
-    """One answer per chat prompt, generated as one left-padded batch by a transformers `AdapterLM`.
-
-    Why: on CPU a batch of 8 short prompts costs about as much as 2-3 single
-    generations (decoding is memory-bound). Any other object with
-    ``generate(messages, ...)`` (a test double) is asked one prompt at a time.
-    """
-    if len(prompts) == 1 or not all(hasattr(lm, a) for a in ("model", "tokenizer", "torch")):
-        return [lm.generate(list(p), max_new_tokens=max_new_tokens, temperature=temperature) for p in prompts]
-    torch, tok = lm.torch, lm.tokenizer
-    texts = [tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=False) for p in prompts]
-    side = tok.padding_side
-    tok.padding_side = "left"  # generation continues right after each prompt
-    try:
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tok.padding_side = side
-    width = enc["input_ids"].shape[1]
-    lock = getattr(lm, "_lock", None)
-    gen = getattr(lm, "_gen", None)
-    with lock if lock is not None else _nullcontext(), torch.inference_mode():
-        if temperature > 0 and gen is not None:
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        out = lm.model.generate(
-            **enc,
-            max_new_tokens=int(max_new_tokens),
-            do_sample=temperature > 0,
-            temperature=float(temperature) if temperature > 0 else None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=tok.pad_token_id,
-        )
-    return [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
-
-
-def _nullcontext() -> Any:
-    from contextlib import nullcontext
-
-    return nullcontext()
+    """One answer per chat prompt: one batched generation on an `AdapterLM`
+    (``AdapterLM.generate_batch``); any other object with ``generate(messages, ...)``
+    (a test double) is asked one prompt at a time."""
+    if hasattr(lm, "generate_batch"):
+        return list(lm.generate_batch(prompts, max_new_tokens, temperature))
+    return [lm.generate(list(p), max_new_tokens=max_new_tokens, temperature=temperature) for p in prompts]
 
 
 @dataclass

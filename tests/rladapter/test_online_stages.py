@@ -24,7 +24,7 @@ from llmguide.errors import ConfigError
 
 
 class _Adapter:
-    """Stands in for `AdapterLM` (no `model`: `generate_batch` asks it one prompt at a time)."""
+    """Stands in for `AdapterLM` (no `generate_batch`: the teacher asks it one prompt at a time)."""
 
     spec = "smollm2"
 
