@@ -10,6 +10,14 @@ send and that server rejects or ignores:
   (OpenAI structured outputs, what ``openai:`` specs send) -> the server's
   ``{"type": "json_object", "schema": S}``, which it compiles to a grammar.
 
+It also adds one route, ``POST /v1/llmguide/score`` (``{"messages": [...],
+"options": [...]}`` -> ``{"scores": [...], "evaluated_tokens": N}``), so a
+choice asked through the server is scored as in-process llama.cpp scores it
+(the GGUF's chat template, one shared prompt evaluation, the same
+`OptionScorer`) instead of being generated: the server's completions endpoint
+takes one prompt per request, and its echoed log-probabilities are shifted by
+one token for models that add no BOS token (SmolLM2's), so they cannot be used.
+
 Concurrency: the pinned llama-cpp-python server (0.3.x) decodes one request
 at a time per model; concurrent clients (many learners sharing one server)
 queue behind its lock and are all answered, in turn. It has no parallel
@@ -23,6 +31,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+
+from pydantic import BaseModel, Field
 
 from llmguide.errors import ModelFileError
 
@@ -121,7 +131,34 @@ def create_server_app(
         ],
     )
     app.add_middleware(OpenAICompatMiddleware)
+    _add_scoring_route(app)
     return app
+
+
+class ScoreRequest(BaseModel):
+    """Body of ``POST /v1/llmguide/score``: chat messages and the options to score as the reply."""
+
+    model: str | None = None
+    messages: list[dict[str, str]] = Field(min_length=1)
+    options: list[str] = Field(min_length=1)
+
+
+def _add_scoring_route(app: Any) -> None:
+    """``POST /v1/llmguide/score``: options scored on the served model, under the server's own lock."""
+    from fastapi import Depends, HTTPException
+    from llama_cpp.server.app import get_llama_proxy
+
+    from llmguide.llm.llamacpp import score_reply_options
+
+    def score(body: ScoreRequest, llama_proxy: Any = Depends(get_llama_proxy)) -> dict[str, Any]:
+        llama = llama_proxy(body.model)
+        try:
+            scores, evaluated = score_reply_options(llama, body.messages, body.options)
+        except (NotImplementedError, ValueError) as err:  # no chat template / does not fit in n_ctx
+            raise HTTPException(status_code=400, detail=str(err)) from err
+        return {"model": body.model, "scores": scores, "evaluated_tokens": evaluated}
+
+    app.post("/v1/llmguide/score")(score)
 
 
 def run_server(model: str = "smollm2", *, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:

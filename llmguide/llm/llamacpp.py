@@ -138,6 +138,19 @@ def chat_prompt_tokens(llama: Any, messages: list[dict[str, str]]) -> list[int]:
     return llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
 
+def score_reply_options(llama: Any, messages: list[dict[str, str]], options: Sequence[str]) -> tuple[list[float], int]:
+    """Each option's mean log-probability per token as the whole assistant reply (its tokens, then
+    end of turn) to chat ``messages`` on ``llama``, and the tokens evaluated. The caller holds the
+    model's lock; `ChatLlamaCpp.score_options` and `llmguide serve`'s scoring route both call this."""
+    prompt = chat_prompt_tokens(llama, messages)
+    end = [llama.token_eos()]
+    replies = [llama.tokenize(o.encode("utf-8"), add_bos=False, special=False) + end for o in options]
+    scorer = _scorer(llama)
+    # The generation context may hold this prompt already (a reply was just generated to it).
+    scorer.adopt(llama.ctx, llama._input_ids[: llama.n_tokens].tolist(), prompt[:-1])
+    return scorer.score(prompt, replies)
+
+
 def _scorer(llama: Any) -> OptionScorer:
     """The ``OptionScorer`` of this ``Llama`` (made on first use; the caller holds its lock)."""
     key = id(llama)
@@ -314,13 +327,7 @@ class ChatLlamaCpp(BaseChatModel):
         """
         llama, lock = self._llama()
         with lock:
-            prompt = chat_prompt_tokens(llama, _to_openai_messages(messages))
-            end = [llama.token_eos()]
-            replies = [llama.tokenize(o.encode("utf-8"), add_bos=False, special=False) + end for o in options]
-            scorer = _scorer(llama)
-            # The generation context may hold this prompt already (a reply was just generated to it).
-            scorer.adopt(llama.ctx, llama._input_ids[: llama.n_tokens].tolist(), prompt[:-1])
-            return scorer.score(prompt, replies)
+            return score_reply_options(llama, _to_openai_messages(messages), options)
 
     def with_structured_output(
         self,

@@ -5,8 +5,11 @@ it turns ``openai.APIConnectionError``/``APITimeoutError`` into
 ``BackendUnavailableError`` naming the server and the fix, and adds
 ``score_options``: the likelihood of each option as the answer, read from the
 completions endpoint's echoed prompt log-probabilities (vLLM and OpenAI's
-legacy completion models give them; llama-cpp-python's server and most chat
-APIs do not, which is remembered per server so it is asked once).
+legacy completion models give them; most chat APIs do not, which is
+remembered per server so it is asked once). On `llmguide serve` the options
+are scored by its ``/v1/llmguide/score`` route, exactly as in-process
+llama.cpp scores them (the server's own completions endpoint cannot be used:
+see ``llmguide.serve``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import openai
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
@@ -25,7 +29,10 @@ __all__ = ["ChatOpenAICompatible", "transcript"]
 
 #: (base URL, model) of servers that gave no prompt log-probabilities in this process
 _NO_LOGPROBS: set[tuple[str, str]] = set()
+#: (base URL, model) of servers without `llmguide serve`'s scoring route
+_NO_SCORE_ROUTE: set[tuple[str, str]] = set()
 _ROLES = {"system": "System", "human": "User", "ai": "Assistant"}
+_CHAT_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
 
 def transcript(messages: list[BaseMessage]) -> str:
@@ -75,6 +82,11 @@ class ChatOpenAICompatible(ChatOpenAI):
         not counted. Each option is followed by a newline, the end of its turn.
         """
         server = (str(self.openai_api_base), self.model_name)
+        if server not in _NO_SCORE_ROUTE:
+            try:
+                return self._score_on_llmguide_server(messages, options)
+            except openai.NotFoundError:
+                _NO_SCORE_ROUTE.add(server)  # not `llmguide serve`: try echoed log-probabilities
         if server in _NO_LOGPROBS:
             return None
         prompt = transcript(messages)
@@ -95,6 +107,27 @@ class ChatOpenAICompatible(ChatOpenAI):
         order = sorted(range(len(out.choices)), key=lambda i: out.choices[i].index)
         tokens = int(getattr(out.usage, "prompt_tokens", 0) or 0) if out.usage else 0
         return [float(scores[i]) for i in order], tokens  # type: ignore[arg-type]
+
+
+    def _score_on_llmguide_server(self, messages: list[BaseMessage], options: Sequence[str]) -> tuple[list[float], int] | None:
+        """Scores from `llmguide serve`'s ``/llmguide/score`` route (the served GGUF's chat template
+        and `OptionScorer`, as in-process); None where it refuses this question (no chat template,
+        prompt too long); ``openai.NotFoundError`` where the server has no such route."""
+        body = {"model": self.model_name, "options": list(options),
+                "messages": [{"role": _CHAT_ROLES.get(m.type, "user"), "content": str(m.text)} for m in messages]}
+        try:
+            reply = self.root_client.post("/llmguide/score", body=body, cast_to=httpx.Response)
+            found = reply.json()
+        except (openai.APIConnectionError, openai.APITimeoutError) as err:
+            raise self._unavailable(err) from err
+        except openai.NotFoundError:
+            raise
+        except (openai.APIStatusError, ValueError):
+            return None
+        scores = found.get("scores") if isinstance(found, dict) else None
+        if not isinstance(scores, list) or len(scores) != len(options):
+            return None
+        return [float(x) for x in scores], int(found.get("evaluated_tokens") or 0)
 
 
 def _continuation_logprob(logprobs: Any, start: int, end: int) -> float | None:

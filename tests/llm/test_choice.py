@@ -186,6 +186,8 @@ def _fake_server(*, logprobs: bool, right: str) -> httpx.MockTransport:
 
     def handle(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
+        if request.url.path.endswith("/llmguide/score"):  # `llmguide serve`'s route: not on this server
+            return httpx.Response(404, json={"detail": "Not Found"})
         if request.url.path.endswith("/completions") and "messages" not in body:
             if not logprobs:
                 return httpx.Response(500, json={"error": {"message": "logprobs is not supported"}})

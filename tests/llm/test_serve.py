@@ -60,6 +60,34 @@ def test_openai_spec_choose_is_constrained(server_url: str) -> None:
         assert choose(llm, prompt, options) in options
 
 
+def test_choices_are_scored_through_the_server(server_url: str) -> None:
+    """A choice asked through `llmguide serve` is scored on the served model, as in-process
+    llama.cpp scores it (same chat template and scorer), not generated: no fallback."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from llmguide.llm.usage import METER
+
+    remote = load(f"openai:smollm2@{server_url}", cache=False)
+    local = load("smollm2", cache=False)
+    question = [SystemMessage(content="You answer with one word."),
+                HumanMessage(content="What colour is the sky on a clear summer day?")]
+    options = ["blue", "banana", "Tuesday"]
+    scored = remote.score_options(question, options)
+    assert scored is not None, "the server did not score the options"
+    assert scored[0] == pytest.approx(local.score_options(question, options)[0], abs=0.05)
+    assert scored[1] > 0  # tokens the server evaluated
+    reordered, _ = remote.score_options(question, options[::-1])
+    assert reordered[::-1] == pytest.approx(scored[0], abs=0.05)
+    before = METER.snapshot().fallbacks
+    assert choose(remote, "Which is a colour?", ["banana", "red", "Tuesday"]) in ("banana", "red", "Tuesday")
+    assert METER.snapshot().fallbacks == before
+
+
+def test_scoring_route_refuses_bad_requests_readably(server_url: str) -> None:
+    reply = httpx.post(f"{server_url}/llmguide/score", json={"messages": [], "options": ["a"]}, timeout=30)
+    assert reply.status_code == 422  # no messages: pydantic's validation error, not a crash
+
+
 def test_concurrent_learners_are_all_answered(server_url: str) -> None:
     """The pinned llama-cpp-python server decodes one request at a time per model (no parallel
     slots): concurrent clients queue behind its lock and every one gets its answer."""
