@@ -10,10 +10,12 @@ PSS = private + its share of shared pages such as a model file mapped by several
 processes, RSS = all resident pages). The server's memory is recorded too, since
 in the shared arm the model lives there.
 
-Not the same work per question in the two arms: in-process llama.cpp answers a
-choice by scoring the options (one forward pass); llama-cpp-python's server gives
-no prompt log-probabilities, so `choose` falls back to constrained generation of
-the answer (counted as a fallback). Latencies are for what each arm really runs.
+The same work per question in both arms: the choice is scored, in-process by
+llama.cpp or on the server by `llmguide serve`'s ``/v1/llmguide/score`` route
+(same chat template and scorer). Each learner reports how its choices were made
+(``choice_modes``) and its fallbacks, so a run where the server path fell back to
+generation shows it. (Before that route existed the server arm generated every
+answer, and its latencies were not comparable.)
 
     python benchmarks/shared_server.py                       # N = 1, 2, 4; 8 questions per learner
     python benchmarks/shared_server.py --n 1 2 --questions 2 --out /tmp/s.json   # smoke
@@ -86,7 +88,17 @@ def learner(spec: str, questions: int, seed: int, barrier: Path, out: Path) -> N
     snap = METER.snapshot()
     out.write_text(json.dumps({"seed": seed, "latencies_s": latencies, "memory": _memory(os.getpid()),
                                "llm_questions": teacher.stats.llm_queries,
-                               "fallbacks": dict(getattr(snap, "fallback_reasons", {}) or {})}))
+                               "fallbacks": dict(getattr(snap, "fallback_reasons", {}) or {}),
+                               "choice_modes": _modes(snap.choices)}))
+
+
+def _modes(choices: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """How the choices were made, over every call site: score, shuffle (generated), ..."""
+    total: dict[str, int] = {}
+    for site in choices.values():
+        for mode, count in (site.get("modes") or {}).items():
+            total[mode] = total.get(mode, 0) + count
+    return total
 
 
 def run_group(spec: str, n: int, questions: int, work: Path, server_pid: int | None) -> dict[str, Any]:
