@@ -38,12 +38,15 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 ENVS = {"MiniGrid-DoorKey-8x8-v0": 300_000, "MiniGrid-MultiRoom-N4-S5-v0": 300_000}
 ARMS = ("plain", "oracle", "random", "frozen", "self_taught")
+CONTROLS = ("plain", "oracle", "random")  # arms whose runs minigrid_teachers.py makes identically
 PROBE_SEEDS = 100_000
 
 
@@ -211,7 +214,10 @@ def arms_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cap = max(r["cap"] for r in rows if r["env"] == env)
         arms = {}
         for arm in ARMS:
-            mine = [r for r in rows if r["env"] == env and r["teacher"] == arm]
+            crashed = [r["seed"] for r in rows if r["env"] == env and r["teacher"] == arm and r["status"] != "finished"]
+            mine = [r for r in rows if r["env"] == env and r["teacher"] == arm and r["status"] == "finished"]
+            if crashed:
+                arms.setdefault(f"{arm} (crashed)", {"seeds": crashed})
             if mine:
                 arms[arm] = {**arm_statistics(mine, cap),
                              "steps_per_s_mean": sum(r["steps_per_s"] for r in mine) / len(mine),
@@ -221,6 +227,27 @@ def arms_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- main ---------------------------------------------------------------------------------------------
+def kept_row(done: Path, label: str, make: Callable[[], dict[str, Any]], report: bool,
+             crashed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """An item's row: from its JSON if it finished before (resumable), else made now and kept;
+    None under ``--report`` when it never ran. With ``crashed``, a failure returns that row marked
+    crashed (no file is written, so a re-run retries it) and the other items go on."""
+    if done.exists():
+        return json.loads(done.read_text())
+    if report:
+        return None
+    print(label, flush=True)
+    try:
+        row = make()
+    except Exception as err:  # reported in the JSON, never dropped
+        if crashed is None:
+            raise
+        print(f"CRASHED {label}: {err!r}", flush=True)
+        return {**crashed, "status": "crashed", "error": repr(err)}
+    done.write_text(json.dumps(row, indent=1))
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phase", choices=("stages", "arms"), required=True)
@@ -241,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="stages: score the untuned model on the probe even when no hindsight came in")
     ap.add_argument("--eval-every", type=int, default=10_000)
     ap.add_argument("--eval-episodes", type=int, default=20)
+    ap.add_argument("--controls-from", default=None,
+                    help="arms: a minigrid_teachers.py --work dir; its plain/oracle/random runs of the same env, "
+                         "seed and cap are used instead of running them again (same PPO, same evaluation)")
     ap.add_argument("--work", default="runs/benchmarks/self_taught_teacher")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "self_taught_teacher.json")
     ap.add_argument("--quick", action="store_true", help="smoke: DoorKey-5x5, 1 seed, tiny budgets")
@@ -265,12 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         for env in envs:
             for seed in seeds:
                 done = work / f"{env}__{seed}__steps{args.stage_steps}.json"
-                if args.report and not done.exists():
-                    continue
-                if not done.exists():
-                    print(f"stages: {env} seed {seed}", flush=True)
-                    done.write_text(json.dumps(stages_job(env, seed, args), indent=1))
-                rows.append(json.loads(done.read_text()))
+                row = kept_row(done, f"stages: {env} seed {seed}", partial(stages_job, env, seed, args), args.report)
+                rows += [row] if row else []
         summary = {"rows": rows, "by_env": stages_summary(rows),
                    "not_run": [f"{e} seed {s}" for e in envs for s in seeds
                                if not (work / f"{e}__{s}__steps{args.stage_steps}.json").exists()]}
@@ -280,13 +306,13 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds:
                 for arm in arms:
                     done = work / f"{env}__{arm}__{seed}__cap{cap}.json"
-                    if args.report and not done.exists():
-                        continue
-                    if not done.exists():
-                        print(f"arms: {env} {arm} seed {seed} cap {cap}", flush=True)
-                        done.write_text(json.dumps(arm_job({"env": env, "arm": arm, "seed": seed, "cap": cap}, args),
-                                                   indent=1))
-                    rows.append(json.loads(done.read_text()))
+                    shared = Path(args.controls_from) / done.name if args.controls_from else None
+                    if arm in CONTROLS and shared is not None and shared.exists() and not done.exists():
+                        done = shared  # the same PPO run, already made by minigrid_teachers.py
+                    job = {"env": env, "arm": arm, "seed": seed, "cap": cap}
+                    row = kept_row(done, f"arms: {env} {arm} seed {seed} cap {cap}", partial(arm_job, job, args),
+                                   args.report, crashed={"env": env, "teacher": arm, "seed": seed, "cap": cap})
+                    rows += [row] if row else []
         summary = {"rows": rows, "by_env": arms_summary(rows)}
     previous = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else {}
     previous[args.phase] = {
