@@ -171,6 +171,7 @@ class SelfTaughtTeacher(Teacher):
         max_stages: stop tuning after this many stages (0: a frozen teacher, the control).
         probe_episodes: held-out expert episodes whose situations score each stage against
             the oracle (0: no probe).
+        finetune_nice: niceness added to the stage worker (0 where other jobs load the machine).
         cache: True (memory), a path (SQLite, shared by subprocess workers) or a `TeacherCache`.
         seed: seeds the LoRA initialisation and each stage's batches.
 
@@ -198,6 +199,7 @@ class SelfTaughtTeacher(Teacher):
         batch_size: int = 8,
         max_stages: int | None = None,
         probe_episodes: int = 6,
+        finetune_nice: int = 10,
         cache: TeacherCache | bool | str | Path | None = True,
         seed: int = 0,
     ) -> None:
@@ -212,6 +214,7 @@ class SelfTaughtTeacher(Teacher):
         self.batch_size = int(batch_size)
         self.max_stages = max_stages
         self.probe_episodes = int(probe_episodes)
+        self.finetune_nice = int(finetune_nice)
         self.seed = int(seed)
         self.workdir: Path | None = None
         self.stage = 0
@@ -379,7 +382,7 @@ class SelfTaughtTeacher(Teacher):
             sys.executable, "-m", "llmguide.teachers.lora_tuning", "--examples", str(self.hindsight_path),
             "--records", str(n), "--out", str(out), "--adapter", self.adapter_spec, "--lora-r", str(self.lora_r),
             "--steps", str(self.stage_steps), "--lr", str(self.stage_lr), "--batch-size", str(self.batch_size),
-            "--seed", str(self.seed + k),
+            "--seed", str(self.seed + k), "--nice", str(self.finetune_nice),
         ]
         if self.stage > 0:
             cmd += ["--init", str(self.stage_dir(self.stage))]
