@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -277,7 +278,8 @@ def build_probe(env_id: str, seeds: range | list[int], kind: str = "object") -> 
 class SelfTaughtCallback(BaseCallback):
     """Runs a `SelfTaughtTeacher`'s stages during SB3 training: at each rollout end it swaps in
     a finished stage and starts the next when enough new hindsight came in; the learner never
-    waits (the stage runs in its own process). Logs `self_taught/*`."""
+    waits (the stage runs in its own process) unless the teacher's ``wait_for_stages`` is on.
+    Logs `self_taught/*`."""
 
     def __init__(self, teacher: Any, env_id: str, verbose: int = 0) -> None:
         super().__init__(verbose)
@@ -298,7 +300,12 @@ class SelfTaughtCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         t = self.teacher
-        done = t.poll(self.num_timesteps)
+        if t.wait_for_stages:
+            started = time.perf_counter()
+            done = t.poll(self.num_timesteps, wait=None)
+            t.stage_wait_s += time.perf_counter() - started
+        else:
+            done = t.poll(self.num_timesteps)
         if done is not None:
             self.logger.record("self_taught/stage", t.stage)
             self.logger.record("self_taught/stage_examples", done.examples)

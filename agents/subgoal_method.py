@@ -39,6 +39,8 @@ class TuningConfig(BaseModel):
                                            "against the oracle (scoring only; 0 = no probe).")
     finetune_nice: NonNegativeInt = Field(10, description="Niceness added to the stage worker (0 where other jobs "
                                           "load the machine: a niced worker starves).")
+    wait_for_stages: bool = Field(False, description="The learner waits at a rollout's end for a running stage "
+                                  "(benchmarks: what stages do per sample, whatever the host's tuning speed).")
 
 
 class TeacherConfig(BaseModel):
@@ -162,7 +164,7 @@ def make_teacher(spec: TeacherConfig | dict[str, Any] | str | None, seed: int = 
         return SelfTaughtTeacher(
             cfg.kind, adapter=t.adapter, lora_r=t.lora_r, stage_examples=t.stage_examples, stage_steps=t.stage_steps,
             stage_lr=t.stage_lr, batch_size=t.batch_size, max_stages=t.max_stages, probe_episodes=t.probe_episodes,
-            finetune_nice=t.finetune_nice, cache=cache_path or True, seed=seed,
+            finetune_nice=t.finetune_nice, wait_for_stages=t.wait_for_stages, cache=cache_path or True, seed=seed,
         )
     return SubgoalTeacher(
         cfg.llm, cfg.kind, cache=cache_path or True, mode=cfg.mode, max_queries=cfg.max_queries, retries=cfg.retries,
@@ -194,6 +196,7 @@ def teacher_config(teacher: Any) -> TeacherConfig | None:
             adapter=teacher.adapter_spec, lora_r=teacher.lora_r, stage_examples=teacher.stage_examples,
             stage_steps=teacher.stage_steps, stage_lr=teacher.stage_lr, batch_size=teacher.batch_size,
             max_stages=teacher.max_stages, probe_episodes=teacher.probe_episodes, finetune_nice=teacher.finetune_nice,
+            wait_for_stages=teacher.wait_for_stages,
         ))
     if isinstance(teacher, SubgoalTeacher):
         return TeacherConfig(

@@ -170,7 +170,8 @@ def arm_teacher(arm: str, args: argparse.Namespace) -> Any:
         return {"type": arm, "kind": "object"}
     tuning = {"stage_examples": args.stage_examples, "stage_steps": args.stage_steps, "stage_lr": args.stage_lr,
               "batch_size": args.batch_size, "lora_r": args.lora_r, "adapter": args.adapter,
-              "probe_episodes": args.probe_episodes, "finetune_nice": args.finetune_nice}
+              "probe_episodes": args.probe_episodes, "finetune_nice": args.finetune_nice,
+              "wait_for_stages": args.wait_for_stages}
     if arm == "frozen":
         tuning["max_stages"] = 0
     return {"type": "self_taught", "kind": "object", "tuning": tuning}
@@ -262,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--stage-examples", type=int, default=32, help="arms: new examples per stage")
     ap.add_argument("--finetune-nice", type=int, default=10, help="arms: niceness added to the stage worker")
+    ap.add_argument("--wait-for-stages", action="store_true",
+                    help="arms: the learner waits for each running stage (sample efficiency whatever the tuning speed)")
     ap.add_argument("--stage-sizes", default="16,32,64", help="stages: cumulative examples per stage")
     ap.add_argument("--episodes", type=int, default=600, help="stages: random-policy episodes at most per seed")
     ap.add_argument("--probe-episodes", type=int, default=6)

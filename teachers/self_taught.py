@@ -172,6 +172,9 @@ class SelfTaughtTeacher(Teacher):
         probe_episodes: held-out expert episodes whose situations score each stage against
             the oracle (0: no probe).
         finetune_nice: niceness added to the stage worker (0 where other jobs load the machine).
+        wait_for_stages: the learner waits at a rollout's end for a running stage to finish
+            (time counted in ``stage_wait_s``). Off in use; on, a benchmark measures what the
+            stages do per sample, whatever the host's tuning speed.
         cache: True (memory), a path (SQLite, shared by subprocess workers) or a `TeacherCache`.
         seed: seeds the LoRA initialisation and each stage's batches.
 
@@ -200,6 +203,7 @@ class SelfTaughtTeacher(Teacher):
         max_stages: int | None = None,
         probe_episodes: int = 6,
         finetune_nice: int = 10,
+        wait_for_stages: bool = False,
         cache: TeacherCache | bool | str | Path | None = True,
         seed: int = 0,
     ) -> None:
@@ -215,6 +219,8 @@ class SelfTaughtTeacher(Teacher):
         self.max_stages = max_stages
         self.probe_episodes = int(probe_episodes)
         self.finetune_nice = int(finetune_nice)
+        self.wait_for_stages = bool(wait_for_stages)
+        self.stage_wait_s = 0.0  # learner time spent waiting on stages (wait_for_stages only)
         self.seed = int(seed)
         self.workdir: Path | None = None
         self.stage = 0
@@ -450,6 +456,7 @@ class SelfTaughtTeacher(Teacher):
             "stages": [asdict(s) for s in self.stages],
             "examples_used": self.examples_used,
             "queries_by_stage": {str(k): v for k, v in self.queries_by_stage.items()},
+            "stage_wait_s": self.stage_wait_s,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -457,6 +464,7 @@ class SelfTaughtTeacher(Teacher):
         self.stages = [StageRecord(**s) for s in state.get("stages", [])]
         self.examples_used = int(state.get("examples_used", 0))
         self.queries_by_stage = {int(k): int(v) for k, v in state.get("queries_by_stage", {}).items()}
+        self.stage_wait_s = float(state.get("stage_wait_s", 0.0))
         self.load_stage(int(state.get("stage", 0)))
         if self.workdir is not None:
             self._announce()
@@ -470,6 +478,7 @@ class SelfTaughtTeacher(Teacher):
             "stages_failed": len(self.stages) - len(ok),
             "hindsight_examples": self.examples_available(),
             "queries_by_stage": {str(k): v for k, v in sorted(self.queries_by_stage.items())},
+            "stage_wait_s": round(self.stage_wait_s, 3),
             "stages": [
                 {k: v for k, v in asdict(s).items() if k != "stats"} for s in self.stages
             ],
