@@ -174,6 +174,8 @@ def arm_teacher(arm: str, args: argparse.Namespace) -> Any:
               "wait_for_stages": args.wait_for_stages}
     if arm == "frozen":
         tuning["max_stages"] = 0
+    elif args.max_stages is not None:
+        tuning["max_stages"] = args.max_stages
     return {"type": "self_taught", "kind": "object", "tuning": tuning}
 
 
@@ -263,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--stage-examples", type=int, default=32, help="arms: new examples per stage")
     ap.add_argument("--finetune-nice", type=int, default=10, help="arms: niceness added to the stage worker")
+    ap.add_argument("--max-stages", type=int, default=None, help="arms: stages at most per self-taught run")
     ap.add_argument("--wait-for-stages", action="store_true",
                     help="arms: the learner waits for each running stage (sample efficiency whatever the tuning speed)")
     ap.add_argument("--stage-sizes", default="16,32,64", help="stages: cumulative examples per stage")
