@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
-import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from llmguide.teachers.oni.reward import RankingReward
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "oni_ranking.py"
 _spec = importlib.util.spec_from_file_location("oni_ranking_bench", _PATH)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
-
-
-
-class BagOfWords:
-    """Hashed words, as in test_reward.py: a deterministic embedder, so no MiniLM is needed."""
-
-    dim = 64
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().replace("!", "").replace(".", "").split():
-                out[i, zlib.crc32(word.encode()) % self.dim] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
 
 
 MONSTERS = ["newt", "jackal", "rat", "kobold", "gnome", "lichen", "fox", "coyote", "goblin", "hobbit",
@@ -37,8 +24,9 @@ TEXTS = HELPFUL + UNHELPFUL
 Y = np.array([True] * len(HELPFUL) + [False] * len(UNHELPFUL))
 
 
-def make_model() -> RankingReward:
-    return RankingReward(embedder=BagOfWords(), background=False, label_pairs=300)  # small fits: a fast test
+@pytest.fixture
+def make_model(bag_of_words: type) -> Callable[[], RankingReward]:
+    return lambda: RankingReward(embedder=bag_of_words(), background=False, label_pairs=300)  # small fits: fast
 
 
 def test_auc_is_mann_whitney() -> None:
@@ -55,11 +43,11 @@ def test_folds_are_stratified_and_held_out() -> None:
         assert (fold == f).sum() == 16 and Y[fold == f].sum() == 8
 
 
-def test_separable_captions_rank_above_chance() -> None:
+def test_separable_captions_rank_above_chance(make_model: Callable[[], RankingReward]) -> None:
     iv = bench.kfold_auc(TEXTS, Y, make_model, k=5)
     assert iv.value > 0.9 and iv.low > 0.5 and iv.n == len(TEXTS)
 
 
-def test_shuffled_labels_give_about_chance() -> None:
+def test_shuffled_labels_give_about_chance(make_model: Callable[[], RankingReward]) -> None:
     values = [bench.kfold_auc(TEXTS, Y, make_model, k=5, seed=s, shuffle=True).value for s in range(3)]
     assert abs(np.mean(values) - 0.5) < 0.15, values

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import time
-import zlib
 
-import numpy as np
 import pytest
 from llmguide.teachers.oni.reward import ClassifierReward, HashReward, RankingReward, make_reward_model
 
 from llmguide.errors import ConfigError
-
-
-class BagOfWords:
-    """A tiny deterministic embedder (hashed words), so logic tests need no MiniLM."""
-
-    dim = 64
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().replace("!", "").replace(".", "").split():
-                out[i, zlib.crc32(word.encode()) % self.dim] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
 
 
 LABELS = [
@@ -42,8 +27,8 @@ def test_hash_reward_is_exact_retrieval() -> None:
     assert model.stats() == {"labels": 6, "helpful": 3}
 
 
-def test_classifier_generalises_to_unseen_captions() -> None:
-    model = ClassifierReward(embedder=BagOfWords(), background=False)
+def test_classifier_generalises_to_unseen_captions(bag_of_words: type) -> None:
+    model = ClassifierReward(embedder=bag_of_words(), background=False)
     model.update(LABELS)
     unseen = ["You kill the rat!", "It's a wall of stone."]
     before = model.reward(unseen)  # not embedded yet: 0, and queued for the background step
@@ -54,8 +39,8 @@ def test_classifier_generalises_to_unseen_captions() -> None:
     assert model.reward(["You kill the newt!"])[0] > 0.5 and model.fits == 1
 
 
-def test_ranking_fits_preferences_bradley_terry() -> None:
-    model = RankingReward(embedder=BagOfWords(), background=False, label_pairs=0, min_labels=1)
+def test_ranking_fits_preferences_bradley_terry(bag_of_words: type) -> None:
+    model = RankingReward(embedder=bag_of_words(), background=False, label_pairs=0, min_labels=1)
     prefs = [{"a": "You kill the newt!", "b": "It's a wall.", "a_wins": True},
              {"a": "You are hungry.", "b": "You see here 7 gold pieces.", "a_wins": False},
              {"a": "You kill the jackal!", "b": "It's solid stone.", "a_wins": True}]
@@ -65,8 +50,8 @@ def test_ranking_fits_preferences_bradley_terry() -> None:
     assert good > bad and 0.0 <= bad <= good <= 1.0
 
 
-def test_background_thread_never_blocks_reward() -> None:
-    class SlowEmbedder(BagOfWords):
+def test_background_thread_never_blocks_reward(bag_of_words: type) -> None:
+    class SlowEmbedder(bag_of_words):
         def encode(self, texts):
             time.sleep(0.5)
             return super().encode(texts)
