@@ -191,22 +191,24 @@ def _run_agent(method: AgentMethod, run_dir: Path, start: float) -> RunMetrics:
     seconds_before = float(state.get("wall_s", 0.0))
     try:
         for plan in plans[len(records):]:
-            env = method.env_for(plan)
+            # Ctrl-C anywhere in an episode, or held until its record and state are written (and
+            # raised then), leaves the run resumable: what is on disk is whole.
             try:
+                env = method.env_for(plan)
                 (record,) = run_episodes(agent, env, 1, seed=plan.seed, max_steps=max_steps, progress=False,
                                          success_fn=method.success, extra_fn=method.episode_extra)
+                if plan.tag:
+                    record.extra.setdefault("tag", plan.tag)
+                with interrupt_after():  # the episode's record and the state that counts it land together
+                    records.append(record)
+                    with path.open("a") as fh:
+                        fh.write(json.dumps(record.as_dict(), default=str) + "\n")
+                    write_json(state_path, {"episodes": len(records), "method_state": method.state_dict(),
+                                            "resumes": resumes, "wall_s": seconds_before + time.perf_counter() - start,
+                                            "llm_usage": run_usage(method, state.get("llm_usage"))})
+                bar.update(1)
             except KeyboardInterrupt:
-                raise RunInterrupted(run_dir, f"episode {len(records) + 1} of {len(plans)}", True) from None
-            if plan.tag:
-                record.extra.setdefault("tag", plan.tag)
-            records.append(record)
-            with interrupt_after():  # the episode's record and the state that counts it land together
-                with path.open("a") as fh:
-                    fh.write(json.dumps(record.as_dict(), default=str) + "\n")
-                write_json(state_path, {"episodes": len(records), "method_state": method.state_dict(), "resumes": resumes,
-                                        "wall_s": seconds_before + time.perf_counter() - start,
-                                        "llm_usage": run_usage(method, state.get("llm_usage"))})
-            bar.update(1)
+                raise RunInterrupted(run_dir, f"{len(records)} of {len(plans)} episodes done", True) from None
     finally:
         bar.close()
     steps = sum(r.length for r in records)

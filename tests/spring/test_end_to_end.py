@@ -191,3 +191,27 @@ def test_cli_ctrl_c_then_resume_continues_episodes_and_logs(tmp_path: Path) -> N
     assert (run_dir / "episodes.jsonl").read_text().startswith(first) and done_before >= 1
     assert (run_dir / "logs" / "episode_000.jsonl").read_text() == first_log
     assert sorted(p.name for p in (run_dir / "logs").glob("episode_*.jsonl")) == [f"episode_{i:03d}.jsonl" for i in range(3)]
+
+
+def test_ctrl_c_while_an_episode_is_saved_leaves_the_run_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C that lands while an episode's record is written is held, then raised as a resumable
+    stop (the race the CLI test hits on a loaded machine), and `--resume` finishes the run."""
+    import llmguide.core as core
+    from llmguide.training import RunInterrupted
+
+    written = core.write_json
+
+    def write_then_ctrl_c(path: Path, data: object) -> None:
+        written(path, data)
+        if path.name == "state.json":
+            os.kill(os.getpid(), signal.SIGINT)  # held by interrupt_after until the block ends
+
+    monkeypatch.setattr(core, "write_json", write_then_ctrl_c)
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunInterrupted) as stop:
+        run(prepare(spring(episodes=2), {"llm": fake_llm()}), run_dir)
+    assert stop.value.resumable and stop.value.progress == "1 of 2 episodes done"
+    assert len((run_dir / "episodes.jsonl").read_text().splitlines()) == 1
+    monkeypatch.setattr(core, "write_json", written)
+    metrics = run(prepare(spring(episodes=2, resume=True), {"llm": fake_llm()}), run_dir)
+    assert metrics.episodes == 2 and metrics.resumes == 1
