@@ -24,6 +24,7 @@ from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 
 from llmguide.errors import BackendUnavailableError
+from llmguide.llm.llamacpp import _to_openai_messages  # the same role mapping as in-process chat
 
 __all__ = ["ChatOpenAICompatible", "transcript"]
 
@@ -32,7 +33,6 @@ _NO_LOGPROBS: set[tuple[str, str]] = set()
 #: (base URL, model) of servers without `llmguide serve`'s scoring route
 _NO_SCORE_ROUTE: set[tuple[str, str]] = set()
 _ROLES = {"system": "System", "human": "User", "ai": "Assistant"}
-_CHAT_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
 
 def transcript(messages: list[BaseMessage]) -> str:
@@ -108,13 +108,11 @@ class ChatOpenAICompatible(ChatOpenAI):
         tokens = int(getattr(out.usage, "prompt_tokens", 0) or 0) if out.usage else 0
         return [float(scores[i]) for i in order], tokens  # type: ignore[arg-type]
 
-
     def _score_on_llmguide_server(self, messages: list[BaseMessage], options: Sequence[str]) -> tuple[list[float], int] | None:
         """Scores from `llmguide serve`'s ``/llmguide/score`` route (the served GGUF's chat template
         and `OptionScorer`, as in-process); None where it refuses this question (no chat template,
         prompt too long); ``openai.NotFoundError`` where the server has no such route."""
-        body = {"model": self.model_name, "options": list(options),
-                "messages": [{"role": _CHAT_ROLES.get(m.type, "user"), "content": str(m.text)} for m in messages]}
+        body = {"model": self.model_name, "options": list(options), "messages": _to_openai_messages(messages)}
         try:
             reply = self.root_client.post("/llmguide/score", body=body, cast_to=httpx.Response)
             found = reply.json()
