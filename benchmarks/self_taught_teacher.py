@@ -25,8 +25,17 @@ DoorKey-8x8 and MultiRoom-N4-S5, >= 5 seeds, IQM [95% bootstrap CI] of steps to
     .venv/bin/python benchmarks/self_taught_teacher.py --phase arms --seeds 0,1,2,3,4   # hours on CPU
     .venv/bin/python benchmarks/self_taught_teacher.py --phase arms --quick             # smoke
 
-Both phases write benchmarks/results/self_taught_teacher.json (the other
-phase's last summary is kept).
+``--phase throughput`` (timing: run it on a quiet machine): env steps/s of
+PPO guided by the untuned teacher against plain PPO, interleaved
+(plain, guided, plain, guided, ...) in one process, each run starting with an
+empty answer cache as a real run does, so the figure includes the questions
+of new layouts (MultiRoom's change every episode). The ratio is the median
+of the guided rates over the median of the plain rates.
+
+    .venv/bin/python benchmarks/self_taught_teacher.py --phase throughput --envs MiniGrid-MultiRoom-N4-S5-v0
+
+Every phase writes its key of benchmarks/results/self_taught_teacher.json (the
+other phases' last summaries are kept).
 """
 
 from __future__ import annotations
@@ -222,11 +231,76 @@ def arms_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if crashed:
                 arms.setdefault(f"{arm} (crashed)", {"seeds": crashed})
             if mine:
+                loop = [r.get("in_the_loop") or {} for r in mine]
                 arms[arm] = {**arm_statistics(mine, cap),
                              "steps_per_s_mean": sum(r["steps_per_s"] for r in mine) / len(mine),
-                             "stages_done": [((r.get("self_taught") or {}).get("stages_done")) for r in mine]}
+                             "stages_done": [((r.get("self_taught") or {}).get("stages_done")) for r in mine],
+                             "queries_in_last_quarter": [x.get("queries_in_last_quarter") for x in loop],
+                             "questions_in_last_quarter": [x.get("questions_in_last_quarter") for x in loop],
+                             "budget_skips": [x.get("budget_skips") for x in loop]}
         out[env] = {"cap": cap, "arms": arms}
     return out
+
+
+def in_the_loop(run_dir: Path, cap: int) -> dict[str, Any] | None:
+    """Whether the teacher was still guiding at the end of a run, from its run record and
+    progress.csv: the step of its last LLM question, the subgoal queries it answered (from the
+    model or its cache) and the LLM questions it asked in the last quarter of the budget, and
+    the questions skipped for an exhausted budget (0: the teacher never dropped out)."""
+    import csv
+
+    record, progress = run_dir / "metrics.json", run_dir / "progress.csv"
+    if not record.is_file() or not progress.is_file():
+        return None
+    tm = json.loads(record.read_text()).get("extras", {}).get("teacher_metrics") or {}
+    with progress.open() as fh:
+        rows = [(int(float(r["time/total_timesteps"])), float(r.get("teacher/queries") or 0),
+                 float(r.get("teacher/calls") or 0)) for r in csv.DictReader(fh) if r.get("time/total_timesteps")]
+    if not rows:
+        return None
+    steps, queries, calls = rows[-1]
+    last_call = next((s for s, _, c in rows if c == calls), 0)
+    before = [r for r in rows if r[0] <= 0.75 * cap]
+    q0, c0 = (before[-1][1], before[-1][2]) if before else (0.0, 0.0)
+    late = steps >= 0.75 * cap  # the run lasted into its last quarter (runs stop early at the target)
+    return {"last_question_at_step": last_call, "steps_trained": steps,
+            "queries_in_last_quarter": int(queries - q0) if late else None,
+            "questions_in_last_quarter": int(calls - c0) if late else None,
+            "budget_skips": tm.get("teacher_budget_skips", 0), "cache_hit_rate": tm.get("teacher_cache_hit_rate"),
+            "steps_waiting": tm.get("teacher_steps_waiting")}
+
+
+# -- phase 3: throughput, guided vs plain ------------------------------------------------------------
+def throughput(env: str, steps: int, repeats: int, args: argparse.Namespace) -> dict[str, Any]:
+    """PPO env steps/s, plain vs guided by the untuned (frozen) self-taught teacher, interleaved in
+    one process; every guided run starts with an empty answer cache."""
+    import statistics
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    from llmguide.experiment import Experiment
+
+    rates: dict[str, list[float]] = {"plain": [], "guided": []}
+    teacher_runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            for arm in ("plain", "frozen"):
+                exp = Experiment(env=env, method="subgoal", teacher=arm_teacher(arm, args), learner="PPO",
+                                 total_steps=steps, seed=r, n_envs=8, eval={"every": 0, "episodes": 1},
+                                 checkpoint_every=0, run_dir=Path(tmp) / f"{arm}{r}")
+                m = exp.run().metrics
+                rates["plain" if arm == "plain" else "guided"].append(m["steps_per_s"])
+                if arm == "frozen":
+                    tm = m["extras"].get("teacher_metrics") or {}
+                    teacher_runs.append({k: tm.get(f"teacher_{k}") for k in
+                                         ("calls", "queries", "cache_hit_rate", "deferred", "late_answers",
+                                          "steps_waiting", "budget_skips")})
+                print(f"throughput {env} {arm} repeat {r}: {m['steps_per_s']:.0f} steps/s", flush=True)
+    plain, guided = statistics.median(rates["plain"]), statistics.median(rates["guided"])
+    return {"env": env, "steps": steps, "repeats": repeats, "plain_steps_per_s": plain,
+            "guided_steps_per_s": guided, "ratio": guided / plain, "samples": rates, "teacher": teacher_runs}
 
 
 # -- main ---------------------------------------------------------------------------------------------
@@ -253,7 +327,7 @@ def kept_row(done: Path, label: str, make: Callable[[], dict[str, Any]], report:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--phase", choices=("stages", "arms"), required=True)
+    ap.add_argument("--phase", choices=("stages", "arms", "throughput"), required=True)
     ap.add_argument("--envs", default=",".join(ENVS))
     ap.add_argument("--caps", default=None, help="arms: comma-separated step caps, one per env")
     ap.add_argument("--arms", default=",".join(ARMS))
@@ -279,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="arms: a minigrid_teachers.py --work dir; its plain/oracle/random runs of the same env, "
                          "seed and cap are used instead of running them again (same PPO, same evaluation)")
     ap.add_argument("--work", default="runs/benchmarks/self_taught_teacher")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "self_taught_teacher.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default benchmarks/results/self_taught_teacher.json (--quick: WORK/quick.json)")
+    ap.add_argument("--throughput-steps", type=int, default=32_768, help="throughput: env steps per run")
+    ap.add_argument("--repeats", type=int, default=3, help="throughput: runs per arm, interleaved")
     ap.add_argument("--quick", action="store_true", help="smoke: DoorKey-5x5, 1 seed, tiny budgets")
     ap.add_argument("--report", action="store_true", help="only summarise the finished items (run nothing)")
     args = ap.parse_args(argv)
@@ -291,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         envs, caps, seeds = ["MiniGrid-DoorKey-5x5-v0"], [4096], [0]
         args.eval_every, args.eval_episodes, args.episodes, args.stage_sizes = 2048, 4, 60, [4]
         args.stage_steps, args.probe_episodes, args.stage_examples = 2, 2, 4
+        args.throughput_steps, args.repeats = 2048, 1
+    if args.out is None:
+        args.out = Path(args.work) / "quick.json" if args.quick else ROOT / "results" / "self_taught_teacher.json"
     work = Path(args.work) / args.phase
     work.mkdir(parents=True, exist_ok=True)
     from llmguide.rundir import write_json
@@ -307,6 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"rows": rows, "by_env": stages_summary(rows),
                    "not_run": [f"{e} seed {s}" for e in envs for s in seeds
                                if not (work / f"{e}__{s}__steps{args.stage_steps}.json").exists()]}
+    elif args.phase == "throughput":
+        rows = [kept_row(work / f"{env}__{args.throughput_steps}x{args.repeats}.json", f"throughput: {env}",
+                         partial(throughput, env, args.throughput_steps, args.repeats, args), args.report)
+                for env in envs]
+        summary = {"rows": [r for r in rows if r], "by_env": {r["env"]: round(r["ratio"], 3) for r in rows if r}}
     else:
         arms = args.arms.split(",")
         for env, cap in zip(envs, caps):
@@ -319,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                     job = {"env": env, "arm": arm, "seed": seed, "cap": cap}
                     row = kept_row(done, f"arms: {env} {arm} seed {seed} cap {cap}", partial(arm_job, job, args),
                                    args.report, crashed={"env": env, "teacher": arm, "seed": seed, "cap": cap})
+                    if row and arm in ("frozen", "self_taught"):
+                        row["in_the_loop"] = in_the_loop(Path(args.work) / f"{env}__{arm}__{seed}", cap)
                     rows += [row] if row else []
         summary = {"rows": rows, "by_env": arms_summary(rows)}
     previous = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else {}
