@@ -237,7 +237,9 @@ def arms_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                              "stages_done": [((r.get("self_taught") or {}).get("stages_done")) for r in mine],
                              "queries_in_last_quarter": [x.get("queries_in_last_quarter") for x in loop],
                              "questions_in_last_quarter": [x.get("questions_in_last_quarter") for x in loop],
-                             "budget_skips": [x.get("budget_skips") for x in loop]}
+                             "budget_skips": [x.get("budget_skips") for x in loop],
+                             "share_of_steps_waiting": [x.get("share_of_steps_waiting") for x in loop],
+                             "subgoals_reached_per_episode": [x.get("subgoals_reached_per_episode") for x in loop]}
         out[env] = {"cap": cap, "arms": arms}
     return out
 
@@ -267,7 +269,10 @@ def in_the_loop(run_dir: Path, cap: int) -> dict[str, Any] | None:
             "queries_in_last_quarter": int(queries - q0) if late else None,
             "questions_in_last_quarter": int(calls - c0) if late else None,
             "budget_skips": tm.get("teacher_budget_skips", 0), "cache_hit_rate": tm.get("teacher_cache_hit_rate"),
-            "steps_waiting": tm.get("teacher_steps_waiting")}
+            "steps_waiting": tm.get("teacher_steps_waiting"),
+            # env steps taken with a question open, i.e. with no subgoal while its answer was computed
+            "share_of_steps_waiting": (tm.get("teacher_steps_waiting") or 0) / max(1, steps),
+            "subgoals_reached_per_episode": tm.get("teacher_subgoals_per_episode")}
 
 
 # -- phase 3: throughput, guided vs plain ------------------------------------------------------------
