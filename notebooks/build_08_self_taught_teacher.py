@@ -41,7 +41,7 @@ cells = [
         "## The teacher: likelihood of each option under the model (+ its LoRA)\n"
         "The options are the layout's targets as instructions; the teacher takes the most likely one "
         "(length-normalised) and expresses it in its subgoal kind. Answers are cached per (situation, options, "
-        "stage)."
+        "stage), with colours renamed by the part they play, so a MultiRoom layout in new colours reuses them."
     ),
     new_code_cell(
         "from llmguide.teachers.self_taught import SelfTaughtTeacher\n"

@@ -1,6 +1,6 @@
 """A subgoal teacher that learns to teach from the run's own hindsight: exports
 `SelfTaughtTeacher`, `SelfTaughtQuestion`, `StageRecord`, `situation_messages`,
-`situation_key`, `situation_from_env`, `target_options`, `event_instruction`,
+`situation_key`, `colour_canonical`, `situation_from_env`, `target_options`, `event_instruction`,
 `SELF_TAUGHT_SYSTEM`.
 
 Why: the embedded 135M model reads a DoorKey state no better than chance
@@ -21,7 +21,8 @@ answer space is the layout's targets as instructions ("pick up the yellow
 key", "open the yellow door", "go to the goal"), scored by the LoRA model's
 length-normalised likelihood and then expressed in the teacher's subgoal kind
 (object, positional or language). Answers are cached per (situation, options,
-stage): a new stage asks again.
+stage) up to a renaming of colours (`colour_canonical`: MultiRoom and
+KeyCorridor draw new colours for every layout): a new stage asks again.
 
 Stages are announced through ``WORKDIR/current.json``; every copy of the
 teacher (one per SubprocVecEnv worker) checks it at most once a second and
@@ -34,6 +35,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -55,6 +57,7 @@ __all__ = [
     "SelfTaughtQuestion",
     "SelfTaughtTeacher",
     "StageRecord",
+    "colour_canonical",
     "event_instruction",
     "situation_from_env",
     "situation_key",
@@ -126,17 +129,70 @@ def situation_messages(situation: Mapping[str, Any], options: Sequence[str]) -> 
     return [{"role": "system", "content": SELF_TAUGHT_SYSTEM}, {"role": "user", "content": user}]
 
 
+_COLOUR = re.compile(r"\b(red|green|blue|purple|yellow|grey)\b")
+
+
+def colour_canonical(situation: Mapping[str, Any], options: Sequence[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The situation and options with each colour renamed by the part it plays (c1, c2, ...).
+
+    Why: MultiRoom and KeyCorridor draw new colours for every layout, so "seen a closed red
+    door, carrying nothing" and "seen a closed blue door, carrying nothing" are the same
+    situation to a teacher, yet a key made of the colours never repeats and every episode asks
+    the LLM again. A colour's part is where it occurs with the colours blanked (in what is seen,
+    carried, done or offered); colours are numbered in the order of their parts, so two layouts
+    that differ only in colours give the same canonical form. Colours with the same part are
+    interchangeable, and either numbering gives the same form.
+
+    >>> colour_canonical({"mission": "m", "seen": ["closed red door"], "carrying": None, "done": []},
+    ...                  ["open the red door", "open the blue door"])[1]
+    ('open the c2 door', 'open the c1 door')
+    """
+    fields = [("mission", str(situation.get("mission") or ""))]
+    fields += [("seen", t) for t in situation.get("seen") or ()]
+    fields += [("carrying", str(situation.get("carrying") or ""))]
+    fields += [("done", t) for t in situation.get("done") or ()]
+    fields += [("option", t) for t in options]
+    parts: dict[str, list[tuple[str, str]]] = {}
+    for kind, text in fields:
+        for colour in set(_COLOUR.findall(text)):
+            blank = _COLOUR.sub(lambda m, c=colour: "X" if m.group(0) == c else "_", text)
+            parts.setdefault(colour, []).append((kind, blank))
+    order = sorted(parts, key=lambda c: (sorted(parts[c]), c))
+    names = {c: f"c{i + 1}" for i, c in enumerate(order)}
+
+    def rename(text: str) -> str:
+        return _COLOUR.sub(lambda m: names[m.group(0)], text)
+
+    canonical = {
+        "mission": rename(str(situation.get("mission") or "")),
+        "seen": sorted(rename(t) for t in situation.get("seen") or ()),
+        "carrying": rename(situation["carrying"]) if situation.get("carrying") else None,
+        "done": [rename(t) for t in situation.get("done") or ()],
+    }
+    return canonical, tuple(rename(o) for o in options)
+
+
 def situation_key(situation: Mapping[str, Any], options: Sequence[str]) -> str:
-    """What an answer may depend on: the situation and the options, not the layout."""
-    return hashlib.sha1((_situation_text(situation) + "|" + "|".join(sorted(options))).encode()).hexdigest()
+    """What an answer may depend on: the situation and the options up to a renaming of colours
+    (`colour_canonical`), not the layout."""
+    canonical, renamed = colour_canonical(situation, options)
+    return hashlib.sha1((_situation_text(canonical) + "|" + "|".join(sorted(renamed))).encode()).hexdigest()
 
 
 # -- questions and stages ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SelfTaughtQuestion(Question):
-    """A question with the instructions the model scores (candidates[i] is options[i] in the teacher's kind)."""
+    """A question with the instructions the model scores (candidates[i] is options[i] in the teacher's
+    kind); its answer is cached as the colour-canonical option (`colour_canonical`), so it answers
+    every layout that differs only in colours."""
 
     options: tuple[str, ...] = ()
+    canonical_options: tuple[str, ...] = ()
+
+    def cached(self, hit: Any) -> int | None:
+        """The index of the option a cached (canonical) answer names, or None."""
+        names = self.canonical_options or self.options
+        return names.index(hit) if isinstance(hit, str) and hit in names else None
 
 
 @dataclass
@@ -324,12 +380,13 @@ class SelfTaughtTeacher(Teacher):
         situation = info.get("situation") or situation_from_env(env, achieved)
         options = tuple(p[0] for p in pairs)
         key = f"st:{situation_key(situation, options)}:stage{self.stage}"
+        question = SelfTaughtQuestion(key, situation_messages(situation, options), [p[1] for p in pairs], options,
+                                      colour_canonical(situation, options)[1])
         hit = self.cache.get(key) if self.cache is not None else TeacherCache.MISS
-        if hit is not TeacherCache.MISS and hit in options:
-            proposal = Proposal(pairs[options.index(hit)][1], cache_hit=True)
+        if question.cached(hit) is not None:
+            proposal = Proposal(pairs[question.cached(hit)][1], cache_hit=True)
             self._record(None, proposal)
             return proposal
-        question = SelfTaughtQuestion(key, situation_messages(situation, options), [p[1] for p in pairs], options)
         if defer:
             return Proposal(None, question=question)
         return self.answer(question)
@@ -338,8 +395,8 @@ class SelfTaughtTeacher(Teacher):
         """Score the options (thread-safe: the model has its lock); count and cache the answer."""
         assert isinstance(question, SelfTaughtQuestion)
         hit = self.cache.get(question.key) if self.cache is not None and question.key else TeacherCache.MISS
-        if hit is not TeacherCache.MISS and hit in question.options:  # another env's question answered it meanwhile
-            proposal = Proposal(question.candidates[question.options.index(hit)], cache_hit=True)
+        if question.cached(hit) is not None:  # another env's question answered it meanwhile
+            proposal = Proposal(question.candidates[question.cached(hit)], cache_hit=True)
             self._record(None, proposal)
             return proposal
         with self._lock:
@@ -350,11 +407,12 @@ class SelfTaughtTeacher(Teacher):
             picked = self.lm.choose(question.messages, list(question.options))
         finally:
             self._inflight.discard(question.key)
-        proposal = Proposal(question.candidates[question.options.index(picked)], llm_queries=1, llm_generations=1)
+        index = question.options.index(picked)
+        proposal = Proposal(question.candidates[index], llm_queries=1, llm_generations=1)
         self._record(None, proposal)
         self.queries_by_stage[self.stage] = self.queries_by_stage.get(self.stage, 0) + 1
         if self.cache is not None and question.key is not None:
-            self.cache.put(question.key, picked)
+            self.cache.put(question.key, (question.canonical_options or question.options)[index])
         return proposal
 
     # -- tuning stages (driven from the training process by `agents.hindsight.SelfTaughtCallback`) --

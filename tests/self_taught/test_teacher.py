@@ -13,7 +13,14 @@ import pytest
 from llmguide.agents.hindsight import HindsightRecorder, expert_episode
 from llmguide.envs.minigrid import make_minigrid
 from llmguide.teachers.lora_tuning import AdapterLM, load_examples
-from llmguide.teachers.self_taught import SelfTaughtTeacher, situation_messages, target_options
+from llmguide.teachers.minigrid_planning import minigrid_base
+from llmguide.teachers.self_taught import (
+    SelfTaughtTeacher,
+    situation_from_env,
+    situation_key,
+    situation_messages,
+    target_options,
+)
 
 from llmguide.errors import ConfigError
 
@@ -77,6 +84,28 @@ def test_hot_swap_changes_the_teachers_choice(lm: AdapterLM, tmp_path: Path) -> 
     second = teacher.propose(env, info)
     assert teacher.stage == 1 and lm.stage == 1
     assert not second.cache_hit and second.subgoal is not None and wanted.endswith(second.subgoal.text)
+
+
+def test_a_cached_answer_serves_a_layout_that_differs_only_in_colours(lm: AdapterLM, tmp_path: Path) -> None:
+    """MultiRoom and KeyCorridor recolour every layout: the answer, asked once (here through the
+    asynchronous path), is reused with the new layout's colours instead of asking the LLM again."""
+    lm.load_stage(lm.plain, 0)
+    teacher = SelfTaughtTeacher("object", lora_r=4, probe_episodes=0)
+    teacher.bind(tmp_path)
+    teacher._lm = lm
+    env = _doorkey()
+    yellow = situation_from_env(env)
+    question = teacher.propose(env, {"situation": yellow}, defer=True).question
+    first = teacher.answer(question).subgoal
+    assert first is not None and "yellow" in first.text and teacher.stats.llm_queries == 1
+    for obj in minigrid_base(env).grid.grid:
+        if obj is not None and obj.color == "yellow":
+            obj.color = "red"
+    red = situation_from_env(env)
+    assert red != yellow and situation_key(red, [o for o, _ in target_options(env)]) in question.key
+    second = teacher.propose(env, {"situation": red})
+    assert second.cache_hit and teacher.stats.llm_queries == 1
+    assert second.subgoal is not None and second.subgoal.text == first.text.replace("yellow", "red")
 
 
 @pytest.mark.slow
