@@ -137,6 +137,12 @@ class EpisodeTeacherStats(TeacherStats):
     late_answers: int = 0
 
 
+def _changes_the_state(events: Any) -> bool:
+    """Whether a step's events may change the teacher's answer: bumping into something
+    ("blocked by wall") leaves the world, the agent's cell and what it carries as they were."""
+    return any(not str(e).startswith("blocked by ") for e in events or ())
+
+
 class SubgoalRewardWrapper(gym.Wrapper):
     """Pays a bounded bonus once per achieved subgoal and asks for the next.
 
@@ -144,8 +150,9 @@ class SubgoalRewardWrapper(gym.Wrapper):
     `llmguide.envs.minigrid.MiniGridText`). The bonus per subgoal is `bonus`;
     the total per episode never exceeds `max_bonus` (< 1, MiniGrid's best task
     reward), and a subgoal already paid this episode pays nothing again. After
-    an event (key picked up, door opened) the teacher is asked again, so a
-    stale subgoal is replaced; the teacher's cache makes that cheap.
+    an event (key picked up, door opened; not "blocked by ...", which changes
+    nothing) the teacher is asked again, so a stale subgoal is replaced; the
+    teacher's cache makes that cheap.
 
     ``asynchronous=True``: the learner never waits on the LLM. A question the
     teacher's cache cannot answer goes to a worker thread (with what the
@@ -297,7 +304,7 @@ class SubgoalRewardWrapper(gym.Wrapper):
             self.current = None
             if not (terminated or truncated):
                 self._ask(info)
-        elif info.get("events") and not (terminated or truncated):
+        elif _changes_the_state(info.get("events")) and not (terminated or truncated):
             self._ask(info)
         self._ep.bonus += paid
         self._ep.task_return += float(reward)

@@ -145,9 +145,12 @@ def _any_door(door: Any) -> bool:
     return True
 
 
-def layout_targets(env: gym.Env) -> list[Target]:
+def layout_targets(env: gym.Env, approach: bool = True) -> list[Target]:
     """Every object a subgoal may name now: keys/balls/boxes lying in the grid,
-    doors not yet open, the goal. Sorted for stable prompts."""
+    doors not yet open, the goal. Sorted for stable prompts.
+
+    ``approach=False`` skips the path search for each target's approach cell (left None):
+    only positional subgoals need it, and it is most of the cost of a question."""
     base = minigrid_base(env)
     if base is None:
         return []
@@ -157,12 +160,14 @@ def layout_targets(env: gym.Env) -> list[Target]:
         if obj.type not in TARGET_TYPES or (obj.type == "door" and obj.is_open):
             continue
         colour = None if obj.type == "goal" else obj.color
-        path = shortest_path(base, start, (x, y), _any_door) or shortest_path(base, start, (x, y), _any_door, True)
         if obj.type == "goal":
-            approach = (x, y)
+            near: Cell | None = (x, y)
+        elif not approach:
+            near = None
         else:
-            approach = path[-2] if path and len(path) >= 2 else None
-        out.append(Target(DEFAULT_VERB[obj.type], obj.type, colour, (x, y), approach))
+            path = shortest_path(base, start, (x, y), _any_door) or shortest_path(base, start, (x, y), _any_door, True)
+            near = path[-2] if path and len(path) >= 2 else None
+        out.append(Target(DEFAULT_VERB[obj.type], obj.type, colour, (x, y), near))
     out.sort(key=lambda t: (TARGET_TYPES.index(t.type), t.colour or "", t.cell))
     return out
 

@@ -86,7 +86,7 @@ def target_options(env: gym.Env, kind: str = "object") -> list[tuple[str, Subgoa
     base = minigrid_base(env)
     pos = agent_cell(base)
     out, seen = [], set()
-    for t in layout_targets(env):
+    for t in layout_targets(env, approach=kind == "positional"):
         if kind == "positional" and t.approach is None:
             continue
         if t.instruction not in seen:

@@ -55,6 +55,33 @@ def test_bonus_is_paid_once_per_subgoal_and_capped() -> None:
     assert reward == 0.0
 
 
+class FarCellTeacher(Teacher):
+    """Always proposes the far corner, and counts how often it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__("positional", cache=None)
+        self.asked = 0
+
+    def _query(self, env: Any, info: dict, achieved: list) -> Proposal:
+        self.asked += 1
+        return Proposal(Subgoal("positional", "(far corner)", cell=(6, 6)))
+
+
+def test_bumping_into_a_wall_does_not_ask_the_teacher_again() -> None:
+    """'blocked by wall' changes nothing the answer depends on: no new question (the
+    profile of a MultiRoom run showed these re-asks as a large part of the teacher's cost)."""
+    teacher = FarCellTeacher()
+    env = SubgoalRewardWrapper(make_minigrid("MiniGrid-Empty-8x8-v0"), teacher)
+    env.reset(seed=0)
+    asked = teacher.asked
+    events = []
+    for _ in range(8):  # the agent starts facing east: it walks up to the wall and bumps into it
+        *_, info = env.step(FORWARD)
+        events += info["events"]
+    assert "blocked by wall" in events and info["subgoal"] == "(far corner)"
+    assert teacher.asked == asked
+
+
 def test_bonus_arguments_are_checked() -> None:
     with pytest.raises(ValueError):
         SubgoalRewardWrapper(make_minigrid("MiniGrid-Empty-5x5-v0"), FrontCellTeacher(), bonus=0.5, max_bonus=1.0)
@@ -165,7 +192,6 @@ def test_asynchronous_teacher_never_blocks_the_env() -> None:
     import threading
 
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
-
     from llmguide.agents.guidance import SubgoalRewardWrapper
     from llmguide.envs.minigrid import make_minigrid
     from llmguide.teachers import SubgoalTeacher
