@@ -27,9 +27,10 @@ DoorKey-8x8 and MultiRoom-N4-S5, >= 5 seeds, IQM [95% bootstrap CI] of steps to
 
 ``--phase throughput`` (timing: run it on a quiet machine): env steps/s of
 PPO guided by the untuned teacher against plain PPO, interleaved
-(plain, guided, plain, guided, ...) in one process, each run starting with an
-empty answer cache as a real run does, so the figure includes the questions
-of new layouts (MultiRoom's change every episode). The ratio is the median
+(plain, guided, plain, guided, ...) in one process after an untimed warm-up
+(the process's one-off imports), each run starting with an empty answer cache
+and loading its model as a real run does, so the figure includes the
+questions of new layouts (MultiRoom's change every episode). The ratio is the median
 of the guided rates over the median of the plain rates.
 
     .venv/bin/python benchmarks/self_taught_teacher.py --phase throughput --envs MiniGrid-MultiRoom-N4-S5-v0
@@ -290,6 +291,11 @@ def throughput(env: str, steps: int, repeats: int, args: argparse.Namespace) -> 
     rates: dict[str, list[float]] = {"plain": [], "guided": []}
     teacher_runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        # warm-up, not timed: the process's one-off imports (llama.cpp, transformers), which a
+        # long run pays once; the measured guided runs still start with an empty answer cache
+        Experiment(env=env, method="subgoal", teacher=arm_teacher("frozen", args), learner="PPO", total_steps=1024,
+                   seed=99, n_envs=8, eval={"every": 0, "episodes": 1}, checkpoint_every=0,
+                   run_dir=Path(tmp) / "warm").run()
         for r in range(repeats):
             for arm in ("plain", "frozen"):
                 exp = Experiment(env=env, method="subgoal", teacher=arm_teacher(arm, args), learner="PPO",
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="runs/benchmarks/self_taught_teacher")
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/self_taught_teacher.json (--quick: WORK/quick.json)")
-    ap.add_argument("--throughput-steps", type=int, default=32_768, help="throughput: env steps per run")
+    ap.add_argument("--throughput-steps", type=int, default=49_152, help="throughput: env steps per run")
     ap.add_argument("--repeats", type=int, default=3, help="throughput: runs per arm, interleaved")
     ap.add_argument("--quick", action="store_true", help="smoke: DoorKey-5x5, 1 seed, tiny budgets")
     ap.add_argument("--report", action="store_true", help="only summarise the finished items (run nothing)")
