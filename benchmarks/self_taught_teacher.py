@@ -318,11 +318,17 @@ def throughput(env: str, steps: int, repeats: int, args: argparse.Namespace) -> 
 def kept_row(done: Path, label: str, make: Callable[[], dict[str, Any]], report: bool,
              crashed: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """An item's row: from its JSON if it finished before (resumable), else made now and kept;
-    None under ``--report`` when it never ran. With ``crashed``, a failure returns that row marked
-    crashed (no file is written, so a re-run retries it) and the other items go on."""
+    None under ``--report`` when it never ran, or while another process is making it (several
+    processes may share one work dir: each item is claimed by a ``.running`` file holding its
+    pid, and a claim whose process is gone is taken over). With ``crashed``, a failure returns
+    that row marked crashed (no file is written, so a re-run retries it) and the other items go on."""
     if done.exists():
         return json.loads(done.read_text())
     if report:
+        return None
+    claim = done.with_suffix(".running")
+    if not _claim(claim):
+        print(f"{label}: running in process {claim.read_text().strip()}, skipped", flush=True)
         return None
     print(label, flush=True)
     try:
@@ -332,8 +338,30 @@ def kept_row(done: Path, label: str, make: Callable[[], dict[str, Any]], report:
             raise
         print(f"CRASHED {label}: {err!r}", flush=True)
         return {**crashed, "status": "crashed", "error": repr(err)}
+    finally:
+        claim.unlink(missing_ok=True)
     done.write_text(json.dumps(row, indent=1))
     return row
+
+
+def _claim(path: Path) -> bool:
+    """Claim an item for this process (atomic create); False while a live process holds it."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(path.read_text().strip() or 0), 0)
+                return False  # its process is alive
+            except (ProcessLookupError, ValueError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # a stale claim (its process died): take it over
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
