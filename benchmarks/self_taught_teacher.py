@@ -394,12 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="runs/benchmarks/self_taught_teacher")
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/self_taught_teacher.json (--quick: WORK/quick.json)")
-    ap.add_argument("--throughput-steps", type=int, default=49_152, help="throughput: env steps per run")
+    ap.add_argument("--throughput-steps", default="49152",
+                    help="throughput: env steps per run (comma-separated: one measure per length)")
     ap.add_argument("--repeats", type=int, default=3, help="throughput: runs per arm, interleaved")
     ap.add_argument("--quick", action="store_true", help="smoke: DoorKey-5x5, 1 seed, tiny budgets")
     ap.add_argument("--report", action="store_true", help="only summarise the finished items (run nothing)")
     args = ap.parse_args(argv)
     args.stage_sizes = [int(s) for s in args.stage_sizes.split(",")]
+    args.throughput_steps = [int(s) for s in str(args.throughput_steps).split(",")]
     envs = args.envs.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     caps = [int(c) for c in args.caps.split(",")] if args.caps else [ENVS.get(e, 300_000) for e in envs]
@@ -407,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         envs, caps, seeds = ["MiniGrid-DoorKey-5x5-v0"], [4096], [0]
         args.eval_every, args.eval_episodes, args.episodes, args.stage_sizes = 2048, 4, 60, [4]
         args.stage_steps, args.probe_episodes, args.stage_examples = 2, 2, 4
-        args.throughput_steps, args.repeats = 2048, 1
+        args.throughput_steps, args.repeats = [2048], 1
     if args.out is None:
         args.out = Path(args.work) / "quick.json" if args.quick else ROOT / "results" / "self_taught_teacher.json"
     work = Path(args.work) / args.phase
@@ -427,10 +429,11 @@ def main(argv: list[str] | None = None) -> int:
                    "not_run": [f"{e} seed {s}" for e in envs for s in seeds
                                if not (work / f"{e}__{s}__steps{args.stage_steps}.json").exists()]}
     elif args.phase == "throughput":
-        rows = [kept_row(work / f"{env}__{args.throughput_steps}x{args.repeats}.json", f"throughput: {env}",
-                         partial(throughput, env, args.throughput_steps, args.repeats, args), args.report)
-                for env in envs]
-        summary = {"rows": [r for r in rows if r], "by_env": {r["env"]: round(r["ratio"], 3) for r in rows if r}}
+        rows = [kept_row(work / f"{env}__{steps}x{args.repeats}.json", f"throughput: {env}, {steps} steps",
+                         partial(throughput, env, steps, args.repeats, args), args.report)
+                for env in envs for steps in args.throughput_steps]
+        summary = {"rows": [r for r in rows if r],
+                   "by_env": {f"{r['env']} ({r['steps']} steps)": round(r["ratio"], 3) for r in rows if r}}
     else:
         arms = args.arms.split(",")
         for env, cap in zip(envs, caps):
