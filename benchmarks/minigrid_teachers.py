@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -238,16 +239,17 @@ def arm_statistics(rows: list[dict[str, Any]], cap: int) -> dict[str, Any]:
     }
 
 
-def plot_results(rows: list[dict[str, Any]], out_dir: Path, prefix: str = "minigrid_teachers") -> dict[str, str]:
-    """One PNG per env: mean success (no teacher) over seeds against env steps, per teacher.
-    A run stopped at the target keeps its last value up to the cap."""
+def plot_results(rows: list[dict[str, Any]], out_dir: Path, prefix: str = "minigrid_teachers",
+                 teachers: Sequence[str] | None = None) -> dict[str, str]:
+    """One PNG per env: mean success (no teacher) over seeds against env steps, per teacher
+    (`teachers`, default this benchmark's). A run stopped at the target keeps its last value up to the cap."""
     from llmguide.plots import plot_curves
 
     paths = {}
     for env in sorted({r["env"] for r in rows}):
         curves, bands = {}, {}
         cap = max(r["cap"] for r in rows if r["env"] == env)
-        for teacher in TEACHERS:
+        for teacher in teachers or TEACHERS:
             runs = [r for r in rows if r["env"] == env and r["teacher"] == teacher]
             if not runs:
                 continue

@@ -450,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                         row["in_the_loop"] = in_the_loop(Path(args.work) / f"{env}__{arm}__{seed}", cap)
                     rows += [row] if row else []
         summary = {"rows": rows, "by_env": arms_summary(rows)}
+        sys.path.insert(0, str(ROOT))
+        from minigrid_teachers import plot_results
+
+        finished = [r for r in rows if r.get("status") == "finished"]
+        summary["plots"] = plot_results(finished, args.out.parent, prefix="self_taught_teacher", teachers=ARMS)
     previous = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else {}
     previous[args.phase] = {
         "command": command, "seeds": seeds, **_machine(),
