@@ -131,7 +131,8 @@ class EpisodeTeacherStats(TeacherStats):
     oracle_compared: int = 0
     oracle_agreed: int = 0
     #: asynchronous mode: questions sent to the worker, env steps taken while one was open
-    #: (the learner went on without a subgoal instead of waiting), answers that came too late to use
+    #: (the learner went on with the subgoal it had, if any, instead of waiting), answers that came
+    #: too late to use
     deferred: int = 0
     steps_waiting: int = 0
     late_answers: int = 0
@@ -156,8 +157,9 @@ class SubgoalRewardWrapper(gym.Wrapper):
 
     ``asynchronous=True``: the learner never waits on the LLM. A question the
     teacher's cache cannot answer goes to a worker thread (with what the
-    prompt needs read from the env at that moment); the env steps on with no
-    subgoal until the answer comes, then it is used if it is still this
+    prompt needs read from the env at that moment); the env steps on with the
+    subgoal it had (none at an episode's start or right after reaching one)
+    until the answer comes, then the answer is used if it is still this
     episode's latest question (else it is only cached). Counted per episode:
     ``deferred``, ``steps_waiting``, ``late_answers``.
 
@@ -230,7 +232,8 @@ class SubgoalRewardWrapper(gym.Wrapper):
         return {"subgoal": self.current.text if self.current else None, "vector": encode_subgoal(self.current, self.env)}
 
     def _defer(self, proposal: Any) -> None:
-        """Send the question to the worker; until its answer comes the agent has no subgoal."""
+        """Send the question to the worker; until its answer comes the agent keeps the subgoal it
+        had (a stale hint beats none; the answer replaces it)."""
         from concurrent.futures import ThreadPoolExecutor
 
         if self._worker is None:
@@ -245,7 +248,6 @@ class SubgoalRewardWrapper(gym.Wrapper):
         self._outstanding.append(future)
         self._pending = (future, self._episode, question.key)
         self._ep.deferred += 1
-        self.current = None
 
     def _collect(self, info: dict[str, Any]) -> None:
         """Take answers that have come (never waits): each one's cost is counted, and the open
@@ -287,6 +289,7 @@ class SubgoalRewardWrapper(gym.Wrapper):
         self._episode += 1  # an answer to an earlier episode's question is cached, not used
         self.achieved, self._paid, self._ep = [], 0.0, EpisodeTeacherStats()
         self._held = None  # a question of the last episode no VecEnv wrapper collected
+        self.current = None  # the last episode's subgoal means nothing in this layout
         self._ask(info)
         info["subgoal"] = self.current.text if self.current else None
         return obs, info

@@ -225,6 +225,52 @@ def test_asynchronous_teacher_never_blocks_the_env() -> None:
     env.close()
 
 
+def test_asynchronous_keeps_the_current_subgoal_while_a_question_is_open() -> None:
+    """A re-ask whose answer is still being computed leaves the agent its subgoal (not none);
+    the answer replaces it when it comes, and a new episode starts with no old subgoal."""
+    import threading
+    import time
+
+    from llmguide.teachers.base import Question
+
+    release = threading.Event()
+    first, second = Subgoal("positional", "(far corner)", cell=(6, 6)), Subgoal("positional", "(near)", cell=(2, 1))
+
+    class SlowSecondAnswer(Teacher):
+        def __init__(self) -> None:
+            super().__init__("positional", cache=None)
+            self.calls = 0
+
+        def propose(self, env: Any, info: dict, achieved: Any = (), *, defer: bool = False) -> Proposal:
+            self.calls += 1
+            if self.calls == 1:
+                return Proposal(first)
+            return Proposal(None, question=Question(f"q{self.calls}", [], [second]))
+
+        def answer(self, question: Question) -> Proposal:
+            assert release.wait(timeout=30)
+            return Proposal(question.candidates[0])
+
+    env = SubgoalRewardWrapper(make_minigrid("MiniGrid-Empty-8x8-v0"), SlowSecondAnswer(), asynchronous=True)
+    _, info = env.reset(seed=0)
+    assert info["subgoal"] == "(far corner)"
+    env._ask(info)  # what an event does: a new question, answered on the worker
+    *_, info = env.step(LEFT)
+    assert info["subgoal"] == "(far corner)" and env._ep.deferred == 1
+    release.set()
+    for _ in range(200):
+        *_, info = env.step(LEFT)
+        if info["subgoal"] != "(far corner)":
+            break
+        time.sleep(0.02)
+    assert info["subgoal"] == "(near)"
+    release.clear()
+    _, info = env.reset(seed=1)  # its question is deferred: the last episode's subgoal is not kept
+    assert info["subgoal"] is None
+    release.set()
+    env.close()
+
+
 def test_asynchronous_with_a_scripted_teacher_answers_at_once() -> None:
     from llmguide.agents.guidance import SubgoalRewardWrapper
     from llmguide.envs.minigrid import make_minigrid
