@@ -74,7 +74,8 @@ class GuidanceConfig(BaseModel):
     max_bonus: float = Field(0.3, ge=0.0, lt=1.0, description="Per-episode cap, below the task reward (1).")
     observe_subgoal: bool = Field(False, description="Dict observation with the current subgoal.")
     asynchronous: bool = Field(False, description="The learner never waits on the LLM: uncached questions are "
-                               "answered on a worker thread while training goes on without a subgoal.")
+                               "answered on a worker thread while training goes on with the subgoal it had "
+                               "(none at an episode's start).")
     batched: bool = Field(False, description="The envs' uncached questions of a step are answered in one batch "
                           "by a VecEnv wrapper (repeats asked once) instead of one call per env.")
     batch_concurrency: PositiveInt = Field(1, description="Questions of a batch in flight at once (>1 only helps "
