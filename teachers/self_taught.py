@@ -175,7 +175,10 @@ def colour_canonical(situation: Mapping[str, Any], options: Sequence[str]) -> tu
 def situation_key(situation: Mapping[str, Any], options: Sequence[str]) -> str:
     """What an answer may depend on: the situation and the options up to a renaming of colours
     (`colour_canonical`), not the layout."""
-    canonical, renamed = colour_canonical(situation, options)
+    return _canonical_key(*colour_canonical(situation, options))
+
+
+def _canonical_key(canonical: Mapping[str, Any], renamed: Sequence[str]) -> str:
     return hashlib.sha1((_situation_text(canonical) + "|" + "|".join(sorted(renamed))).encode()).hexdigest()
 
 
@@ -379,12 +382,13 @@ class SelfTaughtTeacher(Teacher):
             return proposal
         situation = info.get("situation") or situation_from_env(env, achieved)
         options = tuple(p[0] for p in pairs)
-        key = f"st:{situation_key(situation, options)}:stage{self.stage}"
+        canonical, renamed = colour_canonical(situation, options)
+        key = f"st:{_canonical_key(canonical, renamed)}:stage{self.stage}"
         question = SelfTaughtQuestion(key, situation_messages(situation, options), [p[1] for p in pairs], options,
-                                      colour_canonical(situation, options)[1])
-        hit = self.cache.get(key) if self.cache is not None else TeacherCache.MISS
-        if question.cached(hit) is not None:
-            proposal = Proposal(pairs[question.cached(hit)][1], cache_hit=True)
+                                      renamed)
+        hit = question.cached(self.cache.get(key) if self.cache is not None else TeacherCache.MISS)
+        if hit is not None:
+            proposal = Proposal(pairs[hit][1], cache_hit=True)
             self._record(None, proposal)
             return proposal
         if defer:
@@ -394,9 +398,10 @@ class SelfTaughtTeacher(Teacher):
     def answer(self, question: Question) -> Proposal:
         """Score the options (thread-safe: the model has its lock); count and cache the answer."""
         assert isinstance(question, SelfTaughtQuestion)
-        hit = self.cache.get(question.key) if self.cache is not None and question.key else TeacherCache.MISS
-        if question.cached(hit) is not None:  # another env's question answered it meanwhile
-            proposal = Proposal(question.candidates[question.cached(hit)], cache_hit=True)
+        hit = question.cached(self.cache.get(question.key) if self.cache is not None and question.key
+                              else TeacherCache.MISS)
+        if hit is not None:  # another env's question answered it meanwhile
+            proposal = Proposal(question.candidates[hit], cache_hit=True)
             self._record(None, proposal)
             return proposal
         with self._lock:
