@@ -271,7 +271,7 @@ def in_the_loop(run_dir: Path, cap: int) -> dict[str, Any] | None:
             "questions_in_last_quarter": int(calls - c0) if late else None,
             "budget_skips": tm.get("teacher_budget_skips", 0), "cache_hit_rate": tm.get("teacher_cache_hit_rate"),
             "steps_waiting": tm.get("teacher_steps_waiting"),
-            # env steps taken with a question open, i.e. with no subgoal while its answer was computed
+            # env steps taken while a question was open (its answer not yet there to replace the subgoal)
             "share_of_steps_waiting": (tm.get("teacher_steps_waiting") or 0) / max(1, steps),
             "subgoals_reached_per_episode": tm.get("teacher_subgoals_per_episode")}
 
