@@ -63,9 +63,10 @@ bench: install
 	@echo "Smoke results: $(BENCH_OUT)/. Full benchmarks (see --help; commands and results in benchmarks/RESULTS.md):"
 	@for f in benchmarks/*.py; do printf '  %s\n      %s\n' "$(BIN)/python $$f" "$$(sed -n '1s/^"""//p' $$f)"; done
 
-## Rebuild llama-cpp-python with CUDA offload (nvcc must be on PATH).
+## Rebuild llama-cpp-python with CUDA offload (nvcc must be on PATH). GPU_ARCHS=90 (an H100/H200's
+## compute capability) compiles the CUDA kernels for that GPU only, instead of llama.cpp's default list.
 gpu: install
-	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on" FORCE_CMAKE=1 $(BIN)/python -m pip install --force-reinstall --no-deps --no-cache-dir \
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on$(if $(GPU_ARCHS), -DCMAKE_CUDA_ARCHITECTURES=$(GPU_ARCHS))" FORCE_CMAKE=1 $(BIN)/python -m pip install --force-reinstall --no-deps --no-cache-dir \
 		"llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	$(BIN)/llmguide models
 

@@ -12,6 +12,7 @@ mode answered and how often the first listed option won.
 'key'
 """
 
+from llmguide.llm import _native  # noqa: F401  (first: native libraries before ssl/aiohttp; see its docstring)
 from llmguide.llm.cache import ResponseCache, default_cache_path
 from llmguide.llm.llamacpp import ChatLlamaCpp, gpu_offload_supported
 from llmguide.llm.specs import SPEC_HELP, Spec, load, parse_spec, smollm2_path

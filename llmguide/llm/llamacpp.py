@@ -31,13 +31,8 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from llmguide.errors import ModelFileError
+from llmguide.llm import _native  # noqa: F401  (OMP_WAIT_POLICY, and llama.cpp loaded before ssl: see there)
 from llmguide.llm.scoring import OptionScorer
-
-# llama.cpp's OpenMP threads busy-wait by default: on a loaded 2-core machine
-# (SB3 workers, an annotator process) a 9-token call then took 25 s instead of
-# ~1 s. Passive waiting costs nothing measurable when the machine is idle.
-# Must be set before llama_cpp (and its OpenMP runtime) is first loaded.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = [
     "ChatLlamaCpp",
