@@ -41,7 +41,7 @@ def row_from_metrics(m: Any, run_dir: str) -> dict[str, Any]:
         "variant": extras["variant"], "seed": m.seed, "timesteps": m.steps, "status": m.status,
         "train_seconds": m.wall_s, "final_wait_seconds": extras.get("final_wait_s", 0.0),
         "steps_per_second": m.steps_per_s, "llm_calls": m.llm_calls, "fallbacks": m.fallbacks,
-        **extras.get("train_crafter", {}), "eval_crafter_score": m.score,
+        "first_option_rate": m.first_option_rate, **extras.get("train_crafter", {}), "eval_crafter_score": m.score,
         "train_curve": extras.get("train_curve", {"steps": [], "returns": []}), "run_dir": run_dir,
     }
     if "teacher" in extras:
@@ -141,6 +141,37 @@ def run_one(config: dict[str, Any], run_dir: str, nice: int = 0) -> dict[str, An
     return row
 
 
+def guidance_outcomes(run_dir: str) -> list[tuple[int, float, bool]]:
+    """(step, comprehension, subgoal reached) of every guidance whose outcome was scored, from the
+    run's buffer: the same online measure for every arm, the guide-only one included."""
+    path = Path(run_dir) / "rladapter_buffer.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        record = json.loads(line)
+        outcome = record.get("outcome") or {}
+        if outcome.get("score") is not None:
+            rows.append((int(record["step"]), float(outcome["score"]), bool(outcome.get("subgoal_achieved"))))
+    return rows
+
+
+def by_window(runs: list[dict[str, Any]]) -> int | None:
+    """Per run, comprehension and subgoal-reached rate before and from the first step at which
+    any RLAdapter run served a tuned stage: the frozen arm over the same steps is the control
+    that isolates tuning (comprehension also moves as the policy learns). Returns that step."""
+    tuned = [s["ready_step"] for r in runs if r["variant"] == "rladapter" for s in r.get("stages", [])[1:]
+             if s.get("ready_step")]
+    if not tuned:
+        return None
+    window = min(tuned)
+    for r in runs:
+        outcomes = guidance_outcomes(r["run_dir"])
+        for part, keep in (("before", lambda step: step < window), ("from", lambda step: step >= window)):
+            chosen = [(c, a) for step, c, a in outcomes if keep(step)]
+            r[f"comprehension_{part}_window"] = statistics.fmean(c for c, _ in chosen) if chosen else None
+            r[f"reached_{part}_window"] = statistics.fmean(float(a) for _, a in chosen) if chosen else None
+    return window
+
+
 def _interval(xs: list[float]) -> dict[str, Any]:
     from llmguide.stats import iqm_interval
 
@@ -175,6 +206,15 @@ def aggregate(runs: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any
             entry["crafter_score_common"] = _interval([r["crafter_score_common"] for r in rs])
             entry["reward_common"] = _interval([r["reward_common"] for r in rs])
             entry["episodes_common"] = sum(r["episodes_common"] for r in rs)
+        for key in ("comprehension_before_window", "comprehension_from_window", "reached_before_window",
+                    "reached_from_window"):
+            values = [r[key] for r in rs if r.get(key) is not None]
+            if values:
+                entry[key] = _interval(values)
+        rates = [r["first_option_rate"] for r in rs if r.get("first_option_rate") is not None]
+        if rates:
+            entry["first_option_rate"] = statistics.fmean(rates)
+        entry["fallbacks"] = sum(r.get("fallbacks", 0) for r in rs)
         if teach:
             entry["queries_per_run"] = statistics.fmean(t["queries"] for t in teach)
             entry["guide_ms_mean"] = statistics.fmean(t["guide_ms_mean"] for t in teach)
@@ -223,6 +263,20 @@ def markdown(result: dict[str, Any]) -> str:
                   else "– | –")
         rows.append(f"| {name} | {v['seeds']} | {v['timesteps']} | {iv(v['crafter_score'])} | {iv(v['reward'])} | {common}"
                     f" | {iv(v['eval_crafter_score'])} | {q} | {v['train_seconds_mean']:.0f} |")
+    window = result.get("window_step")
+    if window:
+        rows += ["", (f"| variant | queries/run | fallbacks | first-option rate (22 options) | top subgoal share"
+                      f" | comprehension, steps < {window} | comprehension, steps ≥ {window}"
+                      f" | subgoal reached, < {window} | subgoal reached, ≥ {window} |"),
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for name, v in result["variants"].items():
+            if "queries_per_run" not in v:
+                continue
+            cells = [iv(v[k]) if k in v else "–" for k in ("comprehension_before_window", "comprehension_from_window",
+                                                            "reached_before_window", "reached_from_window")]
+            rate = f"{v['first_option_rate']:.2f}" if v.get("first_option_rate") is not None else "–"
+            rows.append(f"| {name} | {v['queries_per_run']:.0f} | {v['fallbacks']} | {rate}"
+                        f" | {v['subgoal_top_share']:.2f} | {' | '.join(cells)} |")
     rl = result["variants"].get("rladapter")
     if rl:
         rows += ["", ("| seed | stage | started step | serving from step | records | examples | SFT steps | loss first→last"
@@ -286,6 +340,7 @@ def main() -> int:
 
     def save(runs: list[dict[str, Any]], done: bool) -> dict[str, Any]:
         meta["load_average_1m"]["last"] = round(os.getloadavg()[0], 2)
+        meta["window_step"] = by_window(runs)
         result = aggregate(runs, {**meta, "complete": done})
         write_json(out, result)
         if any(r["train_curve"]["steps"] for r in runs):
