@@ -92,11 +92,12 @@ class LabelStore:
         self._lock = threading.Lock()
         try:
             self._conn = connect_shared(self.path, _SCHEMA)
+            # OR IGNORE: two processes opening a fresh store at once (the annotator and a reader) both
+            # find no version row; a plain INSERT then failed in the second with a UNIQUE error.
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._conn.commit()
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self._conn.commit()
-            elif int(row[0]) > SCHEMA_VERSION:
+            if int(row[0]) > SCHEMA_VERSION:
                 raise CorruptStoreError(
                     f"ONI label store {self.path} has schema version {row[0]}, newer than this llmguide "
                     f"({SCHEMA_VERSION}). Upgrade llmguide or use another --db path."

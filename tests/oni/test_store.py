@@ -49,3 +49,46 @@ def test_corrupt_file_is_a_clear_error(tmp_path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(CorruptStoreError, match="ONI label store .* is unreadable.*delete the file"):
         LabelStore(path)
+
+
+
+def test_a_second_opener_of_a_fresh_store_racing_ours_does_not_fail(tmp_path, monkeypatch) -> None:
+    """The annotator and a reader may open a new store together: the other one writes the version
+    row between this one's look and its write (forced here). A plain INSERT then failed with a
+    UNIQUE error, reported as a damaged store, and the annotator exited at start."""
+    from llmguide.teachers.oni import store as store_module
+
+    db = tmp_path / "labels.sqlite"
+    real_connect = store_module.connect_shared
+    raced: list[str] = []
+
+    class RacedConnection:
+        """A whole second ``LabelStore(db)`` runs after this one's first look at ``meta``
+        (or before its first write)."""
+
+        def __init__(self, conn):
+            self._conn = conn
+
+        def __getattr__(self, name):
+            return getattr(self._conn, name)
+
+        def __enter__(self):
+            return self._conn.__enter__()
+
+        def __exit__(self, *exc):
+            return self._conn.__exit__(*exc)
+
+        def execute(self, sql, *args):
+            if "meta" not in sql or raced:
+                return self._conn.execute(sql, *args)
+            raced.append(sql)
+            looked = self._conn.execute(sql, *args) if sql.lstrip().upper().startswith("SELECT") else None
+            monkeypatch.setattr(store_module, "connect_shared", real_connect)
+            LabelStore(db)  # the other opener, start to end: after this one's look, before its write
+            return looked if looked is not None else self._conn.execute(sql, *args)
+
+    monkeypatch.setattr(store_module, "connect_shared", lambda *a, **k: RacedConnection(real_connect(*a, **k)))
+    store = LabelStore(db)
+    assert raced, "the race was not forced"
+    store.add_labels([("You see here a gold piece.", True)])
+    assert store.counts()["labels"] == 1
