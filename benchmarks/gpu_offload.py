@@ -29,15 +29,9 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-PROMPTS = [
-    "Describe a grid world with a locked door in two sentences.",
-    "List three things an agent should do to open a locked door.",
-    "What is the first step to collect wood in a survival game?",
-    "Explain in one paragraph why exploration matters in reinforcement learning.",
-    "Give a short plan for a car to overtake safely on a highway.",
-    "What does a key do in a maze game? Answer briefly.",
-]
-MAX_TOKENS = 64
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llm_layer import MAX_TOKENS, PROMPTS  # noqa: E402  (the same prompts as the CPU layer benchmark)
+
 PLACEMENTS = {"cpu": 0, "gpu": -1}
 MANUAL = (
     "Crafter is an open-world survival game. The player collects wood from trees, places a table, "
