@@ -121,9 +121,10 @@ def main() -> int:
               for name, n in PLACEMENTS.items()}
     options = [a.replace("_", " ") for a in CRAFTER_ACHIEVEMENTS]
 
-    servers = {name: _start_server(args.model, n, free_port()) for name, n in PLACEMENTS.items()}
-    clients = {name: openai.OpenAI(base_url=f"http://127.0.0.1:{p.args[p.args.index('--port') + 1]}/v1", api_key="none")
-               for name, p in servers.items()}
+    ports = {name: free_port() for name in PLACEMENTS}
+    servers = {name: _start_server(args.model, n, ports[name]) for name, n in PLACEMENTS.items()}
+    clients = {name: openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
+               for name, port in ports.items()}
 
     def generate(name: str, prompt: str) -> int:
         return models[name].invoke(prompt).usage_metadata["output_tokens"]
